@@ -1,0 +1,36 @@
+"""Seeds: one base seed, and independent per-purpose streams derived from it."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def derive_seed(seed: int, *parts: int) -> int:
+    """A reproducible 63-bit seed for a purpose identified by ``parts`` (e.g. epoch, stream id)."""
+    sequence = np.random.SeedSequence([seed, *parts])
+    return int(sequence.generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
+
+
+def enable_determinism() -> None:
+    """Make CPU (and, where possible, GPU) kernels deterministic. Raises on ops with no deterministic form."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
