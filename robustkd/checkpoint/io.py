@@ -1,0 +1,174 @@
+"""Model checkpoints: ``<stem>.safetensors`` (weights) + ``<stem>.json`` (sidecar), see checkpoints/README.md.
+
+The weights are written first, the sidecar last; the sidecar records the weights' sha256, so a reader
+that finds a sidecar finds the weights it describes (a torn pair fails the hash check with a clear
+message). Nothing here unpickles: safetensors holds tensors only, and foreign ``.pth``/``.pt`` files are
+read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+import robustkd
+from robustkd.errors import RobustKDError
+from robustkd.models import Normalized, build_model, build_network, canonical_model_name
+from robustkd.utils.atomic import write_json_atomic, write_with_atomic
+
+CHECKPOINT_FORMAT = "robustkd-checkpoint/1"
+REQUIRED_FIELDS = ("format", "architecture", "num_classes", "dataset", "normalization", "weights_file", "weights_sha256")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: the model (eval mode, on the requested device) and its sidecar."""
+
+    model: Normalized
+    meta: dict[str, Any]
+    sidecar_path: Path
+
+    @property
+    def sha256(self) -> str:
+        return str(self.meta["weights_sha256"])
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _contiguous_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
+
+
+def save_checkpoint(stem: Path, model: Normalized, meta: dict[str, Any]) -> Path:
+    """Write ``stem.safetensors`` and ``stem.json``; ``meta`` must name architecture, num_classes, dataset.
+
+    Returns the sidecar's path. Fields added here: format, normalization, weights file and sha256,
+    package versions, creation time.
+    """
+    stem = Path(stem)
+    weights_path = stem.with_name(stem.name + ".safetensors")
+    sidecar_path = stem.with_name(stem.name + ".json")
+    state = _contiguous_state(model)
+    write_with_atomic(weights_path, lambda tmp: save_file(state, str(tmp), metadata={"format": CHECKPOINT_FORMAT}))
+    sidecar = {
+        **meta,
+        "format": CHECKPOINT_FORMAT,
+        "normalization": {"mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist()},
+        "weights_file": weights_path.name,
+        "weights_sha256": sha256_file(weights_path),
+        "robustkd_version": robustkd.__version__,
+        "torch_version": torch.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(sidecar_path, sidecar)
+    return sidecar_path
+
+
+def _sidecar_path(path: Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.json"
+    elif path.suffix == ".safetensors":
+        path = path.with_suffix(".json")
+    return path
+
+
+def read_sidecar(path: Path) -> tuple[dict[str, Any], Path]:
+    """The sidecar of the checkpoint at ``path`` (run directory, ``.json`` or ``.safetensors``), validated."""
+    sidecar_path = _sidecar_path(path)
+    if not sidecar_path.is_file():
+        raise RobustKDError(f"checkpoint: no sidecar {sidecar_path}; expected a robustkd checkpoint (.json + .safetensors)")
+    try:
+        meta = json.loads(sidecar_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RobustKDError(f"checkpoint: {sidecar_path} is not valid JSON ({exc})") from None
+    missing = [field for field in REQUIRED_FIELDS if field not in meta]
+    if missing or meta.get("format") != CHECKPOINT_FORMAT:
+        raise RobustKDError(f"checkpoint: {sidecar_path} is not a {CHECKPOINT_FORMAT} sidecar (missing: {', '.join(missing) or 'format'})")
+    return meta, sidecar_path
+
+
+def load_checkpoint(
+    path: Path,
+    device: torch.device | str = "cpu",
+    *,
+    expect_architecture: str | None = None,
+    expect_num_classes: int | None = None,
+) -> Checkpoint:
+    """Load a robustkd checkpoint; verify the weights' sha256 and, if given, the architecture and classes."""
+    meta, sidecar_path = read_sidecar(path)
+    if expect_architecture is not None and canonical_model_name(expect_architecture) != meta["architecture"]:
+        raise RobustKDError(f"checkpoint: {sidecar_path} holds a {meta['architecture']}, expected {expect_architecture}")
+    if expect_num_classes is not None and int(meta["num_classes"]) != expect_num_classes:
+        raise RobustKDError(f"checkpoint: {sidecar_path} has {meta['num_classes']} classes, expected {expect_num_classes}")
+    weights_path = sidecar_path.parent / meta["weights_file"]
+    if not weights_path.is_file():
+        raise RobustKDError(f"checkpoint: weights file {weights_path} named by {sidecar_path.name} is missing")
+    digest = sha256_file(weights_path)
+    if digest != meta["weights_sha256"]:
+        raise RobustKDError(f"checkpoint: {weights_path} sha256 {digest[:12]}… does not match its sidecar ({meta['weights_sha256'][:12]}…)")
+    norm = meta["normalization"]
+    model = build_model(meta["architecture"], int(meta["num_classes"]), norm["mean"], norm["std"])
+    try:
+        state = load_file(str(weights_path))
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError) as exc:
+        raise RobustKDError(f"checkpoint: {weights_path} does not fit a {meta['architecture']} with {meta['num_classes']} classes ({str(exc).splitlines()[0]})") from None
+    return Checkpoint(model.to(device).eval(), meta, sidecar_path)
+
+
+def _extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict", "net", "model_state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise RobustKDError(f"checkpoint: {path} holds no state dict of tensors (looked at the top level and 'model', 'state_dict', 'net')")
+    return {key.removeprefix("module."): value for key, value in obj.items()}
+
+
+def load_foreign_weights(path: Path, architecture: str, num_classes: int, mean, std) -> Normalized:
+    """Load a foreign ``.pth``/``.pt``/``.safetensors`` state dict (e.g. a RepDistiller teacher) into a model.
+
+    ``.pth``/``.pt`` use ``torch.load(weights_only=True)``: a file that needs arbitrary unpickling is
+    refused. Keys may carry a ``module.`` prefix (DataParallel); the bare network's keys or the
+    normalised wrapper's (``net.``) are accepted.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        try:
+            state = load_file(str(path))
+        except SafetensorError as exc:
+            raise RobustKDError(f"checkpoint: {path} is not a readable safetensors file ({exc})") from None
+    elif path.suffix in (".pth", ".pt"):
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RobustKDError(f"checkpoint: refusing {path}: it cannot be read with weights_only=True ({first})") from None
+        state = _extract_state_dict(obj, path)
+    else:
+        raise RobustKDError(f"checkpoint: {path} has suffix {path.suffix!r}; expected .safetensors, .pth or .pt")
+    model = Normalized(build_network(architecture, num_classes), mean, std)
+    target = model if any(key.startswith("net.") for key in state) else model.net
+    try:
+        target.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise RobustKDError(f"checkpoint: {path} does not fit a {architecture} with {num_classes} classes ({str(exc).splitlines()[0]})") from None
+    return model.eval()

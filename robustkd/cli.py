@@ -1,0 +1,131 @@
+"""The ``robustkd`` command line. Errors print one line on stderr and exit non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from robustkd import __version__
+from robustkd.errors import RobustKDError
+
+EXIT_USER_ERROR = 2
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``train`` and ``distill``; defaults are None so the config file can fill them."""
+    group = parser.add_argument_group("run")
+    group.add_argument("--config", type=Path, help="TOML or YAML file with config keys (flags override it)")
+    group.add_argument("--recipe", help="paper (240 epochs) or quick (a CPU-minutes budget)")
+    group.add_argument("--dataset", help="cifar100, cifar10, imagenet or synthetic")
+    group.add_argument("--data-dir", help="data directory (default: $ROBUSTKD_DATA, else ./data)")
+    group.add_argument("--allow-embedded", action="store_true",
+                       help="fall back to the embedded CIFAR-100 subset when the data is missing and cannot be downloaded")
+    group.add_argument("--run-dir", type=Path, help="run directory (default: runs/<model>-<dataset>-<recipe>-s<seed>-<time>)")
+    group.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last epoch")
+    group.add_argument("--stop-after", type=int, metavar="EPOCH", help="stop after this epoch (resume later)")
+    group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    hyper = parser.add_argument_group("hyperparameters")
+    hyper.add_argument("--epochs", type=int)
+    hyper.add_argument("--batch-size", type=int)
+    hyper.add_argument("--lr", type=float)
+    hyper.add_argument("--momentum", type=float)
+    hyper.add_argument("--weight-decay", type=float)
+    hyper.add_argument("--milestones", type=_int_list, help="epochs after which lr is multiplied by --lr-decay, e.g. 150,180,210")
+    hyper.add_argument("--lr-decay", type=float)
+    hyper.add_argument("--seed", type=int)
+    hyper.add_argument("--noise-sd", type=float, help="Gaussian noise augmentation sigma in [0, 1] pixel units")
+    hyper.add_argument("--deterministic", action="store_const", const=True, help="deterministic kernels (reproducible CPU runs)")
+    hyper.add_argument("--channels-last", dest="channels_last", action="store_const", const=True)
+    hyper.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False)
+    hyper.add_argument("--amp", choices=["none", "bf16", "fp16"])
+    hyper.add_argument("--compile", action="store_const", const=True, help="torch.compile the training step")
+    hyper.add_argument("--train-limit", type=int, help="train on the first N training images only")
+    hyper.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
+    hyper.add_argument("--eval-every", type=int, help="evaluate every N epochs (and after the last)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robustkd", description="Distil small image classifiers and measure their robustness.")
+    parser.add_argument("--version", action="version", version=f"robustkd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("models", help="list the model names")
+
+    train = commands.add_parser("train", help="train a model with cross-entropy (e.g. a teacher)")
+    train.add_argument("--model", help="architecture name (see `robustkd models`)")
+    add_train_options(train)
+
+    info = commands.add_parser("info", help="print a checkpoint's sidecar after verifying its weights")
+    info.add_argument("checkpoint", type=Path)
+    return parser
+
+
+def config_values(args: argparse.Namespace) -> dict:
+    names = ("model", "dataset", "recipe", "epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones",
+             "lr_decay", "seed", "noise_sd", "deterministic", "device", "channels_last", "amp", "compile",
+             "train_limit", "test_limit", "eval_every")
+    return {name: getattr(args, name, None) for name in names}
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from robustkd.train.command import config_for_resume, train_command
+    from robustkd.train.config import TrainConfig, read_config_file, resolve_config
+
+    cli = config_values(args)
+    if args.resume:
+        if args.run_dir is None:
+            raise RobustKDError("--resume needs --run-dir naming the run to continue")
+        config = config_for_resume(TrainConfig, args.run_dir, cli)
+    else:
+        file_values = read_config_file(args.config) if args.config else {}
+        config = resolve_config(TrainConfig, file_values, cli)
+    run, row = train_command(config, run_dir=args.run_dir, data_dir=args.data_dir, resume=args.resume,
+                             stop_after=args.stop_after, allow_embedded=args.allow_embedded)
+    if "test_top1" in row:
+        print(f"test top-1 {row['test_top1']:.2f}% top-5 {row['test_top5']:.2f}% after epoch {row['epoch']}; checkpoint {run.path / 'model.json'}")
+    return 0
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from robustkd.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    print(json.dumps(checkpoint.meta, indent=2, sort_keys=True))
+    return 0
+
+
+def _run_models(_: argparse.Namespace) -> int:
+    from robustkd.models import model_names
+
+    print("\n".join(model_names()))
+    print("torchvision:<name>  (ImageNet models, e.g. torchvision:resnet50)")
+    return 0
+
+
+HANDLERS = {"train": _run_train, "info": _run_info, "models": _run_models}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return HANDLERS[args.command](args)
+    except RobustKDError as exc:
+        print(f"robustkd: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("robustkd: interrupted; resume with --resume --run-dir <run>", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training: configs and recipes, the task contract, the epoch loop, run directories."""

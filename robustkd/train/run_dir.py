@@ -1,0 +1,141 @@
+"""A run directory: resolved config, metric logs, per-epoch training state, and the latest model checkpoint.
+
+    <run>/config.json                       resolved config
+    <run>/metrics.jsonl, metrics.csv        one row per finished epoch
+    <run>/state/epoch_NNNN/                 training state after epoch N (model, optimizer, state.json)
+    <run>/model.safetensors, model.json     the latest model checkpoint (the robustkd checkpoint format)
+
+Each epoch's state is written into a temporary folder and renamed into place, so a folder named
+``epoch_NNNN`` is always complete; older ones are pruned. A run never reuses another run's directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from robustkd.checkpoint import save_checkpoint, sha256_file
+from robustkd.errors import RobustKDError
+from robustkd.models import Normalized
+from robustkd.utils.atomic import write_json_atomic, write_text_atomic
+
+KEEP_STATES = 2
+
+
+class RunDirectory:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: Path, *, resume: bool) -> RunDirectory:
+        """Open ``path`` for a new run (it must be absent or empty) or, with ``resume``, an existing one."""
+        run = cls(path)
+        if resume:
+            if run.latest_state() is None:
+                raise RobustKDError(f"--resume: {path} holds no training state to resume from")
+            return run
+        if run.path.exists() and any(run.path.iterdir()):
+            raise RobustKDError(f"run directory {path} already holds a run; pass --resume to continue it or choose another --run-dir")
+        run.path.mkdir(parents=True, exist_ok=True)
+        return run
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def model_stem(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def state_root(self) -> Path:
+        return self.path / "state"
+
+    def latest_state(self) -> tuple[int, Path] | None:
+        if not self.state_root.is_dir():
+            return None
+        epochs = sorted(
+            int(folder.name.removeprefix("epoch_"))
+            for folder in self.state_root.iterdir()
+            if folder.is_dir() and folder.name.startswith("epoch_") and folder.name.removeprefix("epoch_").isdigit()
+        )
+        if not epochs:
+            return None
+        return epochs[-1], self.state_root / f"epoch_{epochs[-1]:04d}"
+
+    def save_state(self, epoch: int, model: Normalized, optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> None:
+        """Write the training state after ``epoch`` atomically (a temporary folder renamed into place)."""
+        final = self.state_root / f"epoch_{epoch:04d}"
+        tmp = self.state_root / f".epoch_{epoch:04d}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        weights = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+        save_file(weights, str(tmp / "model.safetensors"))
+        save_file(_optimizer_tensors(model, optimizer), str(tmp / "optimizer.safetensors"))
+        state = {
+            **extra,
+            "epoch": epoch,
+            "model_sha256": sha256_file(tmp / "model.safetensors"),
+            "optimizer_sha256": sha256_file(tmp / "optimizer.safetensors"),
+        }
+        (tmp / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        for folder in sorted(self.state_root.glob("epoch_*"))[:-KEEP_STATES]:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def load_state(self, model: Normalized, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """Restore the latest state into ``model`` and ``optimizer``; returns its state.json."""
+        latest = self.latest_state()
+        if latest is None:
+            raise RobustKDError(f"--resume: {self.path} holds no training state to resume from")
+        _, folder = latest
+        state = json.loads((folder / "state.json").read_text())
+        for name in ("model", "optimizer"):
+            if sha256_file(folder / f"{name}.safetensors") != state[f"{name}_sha256"]:
+                raise RobustKDError(f"--resume: {folder / (name + '.safetensors')} does not match its state.json; the state is damaged")
+        device = next(model.parameters()).device
+        model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
+        _restore_optimizer(model, optimizer, load_file(str(folder / "optimizer.safetensors"), device=str(device)))
+        return state
+
+    def save_model(self, model: Normalized, meta: dict[str, Any]) -> Path:
+        return save_checkpoint(self.model_stem, model, meta)
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        write_text_atomic(self.path / "metrics.jsonl", "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+        write_text_atomic(self.path / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        path = self.path / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        write_json_atomic(self.config_path, config)
+
+
+def _optimizer_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """SGD momentum buffers keyed by parameter name (safetensors holds tensors only)."""
+    tensors = {}
+    for name, parameter in model.named_parameters():
+        buffer = optimizer.state.get(parameter, {}).get("momentum_buffer")
+        if buffer is not None:
+            tensors[f"momentum_buffer.{name}"] = buffer.detach().cpu().contiguous()
+    return tensors
+
+
+def _restore_optimizer(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    for name, parameter in model.named_parameters():
+        key = f"momentum_buffer.{name}"
+        if key in tensors:
+            optimizer.state[parameter]["momentum_buffer"] = tensors[key].clone()
