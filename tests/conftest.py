@@ -1,0 +1,23 @@
+"""Test settings: no downloads, no progress bars, two threads; tests never need ../shared or a GPU."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["ROBUSTKD_NO_DOWNLOAD"] = "1"
+os.environ["ROBUSTKD_PROGRESS"] = "0"
+os.environ.pop("ROBUSTKD_DATA", None)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-all", action="store_true", help="also run tests marked slow")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--run-all"):
+        config.option.markexpr = ""
