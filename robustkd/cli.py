@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,7 +92,7 @@ def _run_train(args: argparse.Namespace) -> int:
         config = resolve_config(TrainConfig, file_values, cli)
     run, row = train_command(config, run_dir=args.run_dir, data_dir=args.data_dir, resume=args.resume,
                              stop_after=args.stop_after, allow_embedded=args.allow_embedded)
-    if "test_top1" in row:
+    if "test_top1" in row and int(os.environ.get("RANK", "0")) == 0:
         print(f"test top-1 {row['test_top1']:.2f}% top-5 {row['test_top5']:.2f}% after epoch {row['epoch']}; checkpoint {run.path / 'model.json'}")
     return 0
 

@@ -104,7 +104,7 @@ class Trainer:
         """Train up to ``config.epochs`` (or only up to epoch ``stop_after``); returns the last metrics row."""
         last_epoch = self.config.epochs if stop_after is None else min(stop_after, self.config.epochs)
         for epoch in range(self.start_epoch, last_epoch + 1):
-            row = self._train_epoch(epoch)
+            row = self.train_epoch(epoch)
             if epoch % self.config.eval_every == 0 or epoch == self.config.epochs:
                 evaluation = evaluate_accuracy(self.student, self.test_loader, self.amp_dtype)
                 row.update({f"test_{key}": value for key, value in evaluation.items()})
@@ -117,7 +117,8 @@ class Trainer:
                 dist.barrier()
         return self.history[-1] if self.history else {}
 
-    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One pass over the training loader at epoch ``epoch``'s learning rate; returns its metrics row."""
         lr = learning_rate(self.config, epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -155,14 +156,18 @@ class Trainer:
         self._check_finite(pending, epoch, len(self.train_loader) - 1)
         steps = max(len(self.train_loader), 1)
         seconds = time.perf_counter() - started
+        names = sorted(sums)
+        totals = torch.stack([*(sums[name] / steps for name in names), correct.float(), torch.tensor(float(seen), device=device)])
+        if self.placement.world_size > 1:
+            dist.all_reduce(totals)
+            totals[: len(names)] /= self.placement.world_size
+        values = totals.tolist()
         row: dict[str, Any] = {"epoch": epoch, "lr": lr, "global_step": self.global_step}
-        terms = {name: value / steps for name, value in sums.items()}
-        terms = self._average_across_ranks(terms)
-        row["train_loss"] = float(sum(terms.values()))
-        row.update({f"train_loss_{name}": float(value) for name, value in terms.items()})
-        row["train_top1"] = 100.0 * float(correct) / max(seen, 1)
+        row["train_loss"] = float(sum(values[: len(names)]))
+        row.update({f"train_loss_{name}": value for name, value in zip(names, values)})
+        row["train_top1"] = 100.0 * values[-2] / max(values[-1], 1.0)
         row["epoch_seconds"] = seconds
-        row["images_per_second"] = seen * self.placement.world_size / seconds if seconds > 0 else 0.0
+        row["images_per_second"] = values[-1] / seconds if seconds > 0 else 0.0
         return row
 
     def _check_finite(self, pending: list[torch.Tensor], epoch: int, last_step: int) -> None:
@@ -179,14 +184,6 @@ class Trainer:
                 f"training diverged: loss became {values[bad[0]].item()} at epoch {epoch}, step {step + 1} "
                 f"(global step {global_step}); {kept}; lower --lr or check the data"
             )
-
-    def _average_across_ranks(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if self.placement.world_size == 1 or not terms:
-            return terms
-        names = sorted(terms)
-        stacked = torch.stack([terms[name] for name in names])
-        dist.all_reduce(stacked)
-        return {name: value / self.placement.world_size for name, value in zip(names, stacked)}
 
     def _save(self, epoch: int, row: dict[str, Any]) -> None:
         self.run.write_metrics(self.history)
