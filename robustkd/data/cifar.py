@@ -126,8 +126,14 @@ def download_cifar(name: str, data_dir: Path) -> None:
     import torchvision
 
     dataset_class = torchvision.datasets.CIFAR100 if name == "cifar100" else torchvision.datasets.CIFAR10
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    data_dir = Path(data_dir)
+    created = not data_dir.exists()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    archive = data_dir / CIFAR_SPECS[name].archive
     try:
         dataset_class(str(data_dir), train=True, download=True)
     except Exception as exc:  # network errors come in many types (URLError, socket errors, HTTP errors)
+        archive.unlink(missing_ok=True)  # never leave a partial download behind
+        if created and not any(data_dir.iterdir()):
+            data_dir.rmdir()
         raise DataNotFoundError(f"data: {name} is not in {data_dir} and could not be downloaded ({type(exc).__name__}: {exc})") from None
