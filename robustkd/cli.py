@@ -55,6 +55,19 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     hyper.add_argument("--eval-every", type=int, help="evaluate every N epochs (and after the last)")
 
 
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per DistillOptions field (``--kd-temperature``, ``--cmkd-weighting``, ...); see docs/cmkd.md."""
+    import dataclasses
+
+    from robustkd.distill.options import DistillOptions
+
+    group = parser.add_argument_group("method options (defaults in docs/cmkd.md)")
+    for option in dataclasses.fields(DistillOptions):
+        kind = str if isinstance(option.default, str) else float
+        group.add_argument(f"--{option.name.replace('_', '-')}", dest=f"opt_{option.name}", type=kind,
+                           metavar="VALUE" if kind is float else "NAME")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robustkd", description="Distil small image classifiers and measure their robustness.")
     parser.add_argument("--version", action="version", version=f"robustkd {__version__}")
@@ -65,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model with cross-entropy (e.g. a teacher)")
     train.add_argument("--model", help="architecture name (see `robustkd models`)")
     add_train_options(train)
+
+    distill = commands.add_parser("distill", help="distil a student from a teacher checkpoint")
+    distill.add_argument("--teacher", help="teacher checkpoint (run directory, .json or .safetensors)")
+    distill.add_argument("--student", dest="model", help="student architecture (see `robustkd models`)")
+    distill.add_argument("--method", help="ce, kd, dist or cmkd, optionally with add-ons: kd+spearman, dist+spearman, ...")
+    add_train_options(distill)
+    add_method_options(distill)
 
     info = commands.add_parser("info", help="print a checkpoint's sidecar after verifying its weights")
     info.add_argument("checkpoint", type=Path)
@@ -92,9 +112,35 @@ def _run_train(args: argparse.Namespace) -> int:
         config = resolve_config(TrainConfig, file_values, cli)
     run, row = train_command(config, run_dir=args.run_dir, data_dir=args.data_dir, resume=args.resume,
                              stop_after=args.stop_after, allow_embedded=args.allow_embedded)
+    _report(run, row)
+    return 0
+
+
+def _run_distill(args: argparse.Namespace) -> int:
+    from robustkd.distill.command import DistillConfig, distill_command
+    from robustkd.train.command import config_for_resume
+    from robustkd.train.config import read_config_file, resolve_config
+
+    cli = config_values(args)
+    cli["teacher"], cli["method"] = args.teacher, args.method
+    given_options = {k.removeprefix("opt_"): v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
+    if args.resume:
+        if args.run_dir is None:
+            raise RobustKDError("--resume needs --run-dir naming the run to continue")
+        config = config_for_resume(DistillConfig, args.run_dir, {**cli, "method_options": given_options or None})
+    else:
+        file_values = read_config_file(args.config) if args.config else {}
+        file_options = file_values.pop("method_options", {}) if isinstance(file_values.get("method_options", {}), dict) else {}
+        config = resolve_config(DistillConfig, file_values, {**cli, "method_options": {**file_options, **given_options}})
+    run, row = distill_command(config, run_dir=args.run_dir, data_dir=args.data_dir, resume=args.resume,
+                               stop_after=args.stop_after, allow_embedded=args.allow_embedded)
+    _report(run, row)
+    return 0
+
+
+def _report(run, row: dict) -> None:
     if "test_top1" in row and int(os.environ.get("RANK", "0")) == 0:
         print(f"test top-1 {row['test_top1']:.2f}% top-5 {row['test_top5']:.2f}% after epoch {row['epoch']}; checkpoint {run.path / 'model.json'}")
-    return 0
 
 
 def _run_info(args: argparse.Namespace) -> int:
@@ -113,7 +159,7 @@ def _run_models(_: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"train": _run_train, "info": _run_info, "models": _run_models}
+HANDLERS = {"train": _run_train, "distill": _run_distill, "info": _run_info, "models": _run_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

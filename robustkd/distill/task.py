@@ -1,0 +1,46 @@
+"""The distillation task: a frozen teacher (always in eval mode, no gradients) and a trained student."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from robustkd.distill.methods import Method
+from robustkd.models import Normalized
+from robustkd.train.task import TrainingTask
+
+
+class DistillationTask(TrainingTask):
+    """``forward(x, y)`` -> (student logits, named losses). Loss terms are computed in float32 even under
+    autocast (correlations and ranks of half-precision logits lose too much)."""
+
+    def __init__(self, student: Normalized, teacher: Normalized, method: Method, teacher_meta: dict[str, Any]) -> None:
+        super().__init__(student)
+        self.teacher = teacher.eval()
+        for parameter in self.teacher.parameters():
+            parameter.requires_grad_(False)
+        self.method = method
+        self.teacher_meta = teacher_meta
+
+    def train(self, mode: bool = True) -> DistillationTask:
+        super().train(mode)
+        self.teacher.eval()  # BN statistics and any dropout of the teacher stay frozen
+        return self
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        student_logits = self.student(inputs)
+        teacher_logits = None
+        if self.method.uses_teacher:
+            with torch.no_grad():
+                teacher_logits = self.teacher(inputs).float()
+        with torch.autocast(inputs.device.type, enabled=False):
+            losses = self.method.losses(student_logits.float(), teacher_logits, labels)
+        return student_logits, losses
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "method": self.method.name,
+            "method_options": self.method.recorded_options,
+            "teacher": self.teacher_meta,
+        }
