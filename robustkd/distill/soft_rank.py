@@ -47,29 +47,29 @@ def exact_rank(x: torch.Tensor) -> torch.Tensor:
 class _PairwiseSoftRank(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, strength: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
+        scaled = x / strength  # scale the (B, C) input once, not the (B, C, C) differences
+        ctx.save_for_backward(scaled)
         ctx.strength = strength
         ranks = torch.empty_like(x)
         step = _rows_per_chunk(x.shape[1])
         for start in range(0, x.shape[0], step):
-            block = x[start : start + step]
-            pairwise = torch.sigmoid((block[:, :, None] - block[:, None, :]) / strength)
+            block = scaled[start : start + step]
+            pairwise = torch.sigmoid(block[:, :, None] - block[:, None, :])
             ranks[start : start + step] = pairwise.sum(dim=2) + 0.5  # the j = i term contributes 1/2
         return ranks
 
     @staticmethod
     def backward(ctx, grad_ranks: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        strength = ctx.strength
-        grad_x = torch.empty_like(x)
-        step = _rows_per_chunk(x.shape[1])
-        for start in range(0, x.shape[0], step):
-            block, grad = x[start : start + step], grad_ranks[start : start + step]
-            s = torch.sigmoid((block[:, :, None] - block[:, None, :]) / strength)
-            slope = s * (1.0 - s) / strength  # symmetric in (i, j)
-            # d r_i / d x_k = delta_ik * sum_j slope_ij - slope_ik
-            grad_x[start : start + step] = grad * slope.sum(dim=2) - torch.einsum("bik,bi->bk", slope, grad)
-        return grad_x, None
+        (scaled,) = ctx.saved_tensors
+        grad_x = torch.empty_like(scaled)
+        step = _rows_per_chunk(scaled.shape[1])
+        for start in range(0, scaled.shape[0], step):
+            block, grad = scaled[start : start + step], grad_ranks[start : start + step]
+            s = torch.sigmoid(block[:, :, None] - block[:, None, :])
+            slope = torch.addcmul(s, s, s, value=-1.0)  # s (1 - s), symmetric in (i, j)
+            # d r_i / d x_k = (delta_ik * sum_j slope_ij - slope_ik) / strength
+            grad_x[start : start + step] = grad * slope.sum(dim=2) - torch.bmm(grad[:, None, :], slope).squeeze(1)
+        return grad_x / ctx.strength, None
 
 
 def soft_rank(x: torch.Tensor, strength: float = 0.1, backend: str = "sigmoid") -> torch.Tensor:
