@@ -158,3 +158,37 @@ def test_eval_loader_visits_every_example_in_order() -> None:
     loader = make_loader("synthetic", "test", Path("unused"), 64, torch.device("cpu"), train=False)
     labels = torch.cat([y for _, y in loader.epoch(0)])
     assert torch.equal(labels, make_synthetic("test").labels)
+
+
+def test_reads_cifar10_batches(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    labels = np.repeat(np.arange(10), 1000)
+    data = np.random.default_rng(1).integers(0, 256, (10000, 3072)).astype(np.uint8)
+    with open(folder / "test_batch", "wb") as handle:
+        pickle.dump({b"data": data, b"labels": labels.tolist(), b"batch_label": b"testing batch 1 of 1"}, handle, protocol=2)
+    with open(folder / "batches.meta", "wb") as handle:
+        pickle.dump({b"label_names": [name.encode() for name in "airplane automobile bird cat deer dog frog horse ship truck".split()]}, handle, protocol=2)
+    dataset = load_cifar("cifar10", tmp_path, "test")
+    assert dataset.classes[0] == "airplane" and dataset.num_classes == 10
+    # Row-major 3072 = 3 x 32 x 32 (channel planes), as the CIFAR files store them.
+    assert dataset.images[5, 1, 0, 0].item() == data[5, 1024]
+
+
+def test_imagenet_folder_layout_gives_224_pixel_unit_range_batches(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for wnid in ("n01440764", "n01443537"):
+        folder = tmp_path / "imagenet" / "val" / wnid
+        folder.mkdir(parents=True)
+        for index in range(3):
+            Image.fromarray(np.full((300, 260, 3), 40 * index, dtype=np.uint8)).save(folder / f"{index}.JPEG")
+    loader = make_loader("imagenet", "test", tmp_path, 4, torch.device("cpu"), train=False)
+    loader.loader.num_workers = 0
+    batches = list(loader.epoch(0))
+    assert sum(len(y) for _, y in batches) == 6
+    inputs, labels = batches[0]
+    assert inputs.shape[1:] == (3, 224, 224) and 0.0 <= float(inputs.min()) and float(inputs.max()) <= 1.0
+    assert sorted(torch.cat([y for _, y in batches]).tolist()) == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(DataNotFoundError, match="imagenet not found"):
+        make_loader("imagenet", "train", tmp_path, 4, torch.device("cpu"), train=True)
