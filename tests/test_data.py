@@ -184,7 +184,6 @@ def test_imagenet_folder_layout_gives_224_pixel_unit_range_batches(tmp_path: Pat
         for index in range(3):
             Image.fromarray(np.full((300, 260, 3), 40 * index, dtype=np.uint8)).save(folder / f"{index}.JPEG")
     loader = make_loader("imagenet", "test", tmp_path, 4, torch.device("cpu"), train=False)
-    loader.loader.num_workers = 0
     batches = list(loader.epoch(0))
     assert sum(len(y) for _, y in batches) == 6
     inputs, labels = batches[0]

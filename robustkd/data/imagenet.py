@@ -7,6 +7,7 @@ and a horizontal flip.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,8 +41,9 @@ class FolderBatchLoader:
     """The ``TensorBatchLoader`` interface over an ImageFolder: ``len()`` batches, ``epoch(e)`` iterates."""
 
     def __init__(self, folder: datasets.ImageFolder, batch_size: int, device: torch.device, *, train: bool,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, workers: int = 8, channels_last: bool = False) -> None:
+                 seed: int = 0, rank: int = 0, world_size: int = 1, workers: int | None = None, channels_last: bool = False) -> None:
         self.device = device
+        workers = min(8, os.cpu_count() or 1) if workers is None else workers
         self.sampler = DistributedSampler(folder, world_size, rank, shuffle=train, seed=seed, drop_last=train)
         self.loader = DataLoader(folder, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
                                  pin_memory=device.type == "cuda", drop_last=train, persistent_workers=workers > 0)
