@@ -32,6 +32,12 @@ LOSSES = {
     "cmkd pearson only": ("cmkd", {"cmkd_spearman": 0.0, "cmkd_intra": 0.0}),
     "cmkd spearman only": ("cmkd", {"cmkd_pearson": 0.0, "cmkd_intra": 0.0}),
 }
+try:  # the optional accelerator, measured when installed
+    import torchsort  # noqa: F401
+
+    LOSSES["cmkd (torchsort)"] = ("cmkd", {"cmkd_rank_backend": "torchsort"})
+except ImportError:
+    pass
 
 
 def _timed(function, device: torch.device, repeats: int) -> float:

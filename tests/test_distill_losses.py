@@ -73,6 +73,10 @@ def test_exact_ranks_match_scipy_with_ties() -> None:
     x = torch.tensor([[3.0, 1.0, 3.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
     for row in range(2):
         np.testing.assert_array_equal(exact_rank(x)[row].numpy(), scipy.stats.rankdata(x[row].numpy()))
+    many_ties = torch.randint(0, 5, (30, 40), generator=torch.Generator().manual_seed(0)).float()
+    ranks = exact_rank(many_ties)
+    for row in range(30):
+        np.testing.assert_array_equal(ranks[row].numpy(), scipy.stats.rankdata(many_ties[row].numpy()))
 
 
 @pytest.mark.parametrize("strength, tolerance", [(1e-1, 0.2), (1e-2, 2e-2), (1e-5, 1e-6)])
