@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--teacher", help="teacher checkpoint (run directory, .json or .safetensors)")
     distill.add_argument("--student", dest="model", help="student architecture (see `robustkd models`)")
     distill.add_argument("--method", help="ce, kd, dist or cmkd, optionally with add-ons: kd+spearman, dist+spearman, ...")
+    distill.add_argument("--no-fuse-teacher", dest="fuse_teacher", action="store_const", const=False,
+                         help="keep the teacher's BatchNorm layers instead of folding them into its convolutions")
     add_train_options(distill)
     add_method_options(distill)
 
@@ -122,7 +124,7 @@ def _run_distill(args: argparse.Namespace) -> int:
     from robustkd.train.config import read_config_file, resolve_config
 
     cli = config_values(args)
-    cli["teacher"], cli["method"] = args.teacher, args.method
+    cli["teacher"], cli["method"], cli["fuse_teacher"] = args.teacher, args.method, args.fuse_teacher
     given_options = {k.removeprefix("opt_"): v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
     if args.resume:
         if args.run_dir is None:

@@ -200,3 +200,21 @@ def test_unknown_methods_and_options_are_refused() -> None:
         DistillOptions.from_mapping({"temperature": 4})
     with pytest.raises(RobustKDError, match="cmkd_weighting='hardest'; expected rank_hard or value_hard or equal"):
         DistillOptions.from_mapping({"cmkd_weighting": "hardest"})
+
+
+@pytest.mark.parametrize("name, folded", [("resnet8", True), ("wrn_16_1", True), ("ShuffleV1", True), ("vgg8", False)])
+def test_folded_teacher_matches_the_original(name: str, folded: bool) -> None:
+    from robustkd.distill.teacher import frozen_teacher
+    from robustkd.models import build_model
+
+    torch.manual_seed(0)
+    teacher = build_model(name, 10, (0.5,) * 3, (0.25,) * 3)
+    teacher.train()
+    teacher(torch.rand(16, 3, 32, 32))  # non-trivial BatchNorm running statistics
+    teacher.eval()
+    fast, was_folded = frozen_teacher(teacher)
+    assert was_folded is folded
+    assert not any(p.requires_grad for p in fast.parameters()) and not fast.training
+    inputs = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(inputs), teacher(inputs), rtol=1e-4, atol=1e-4)

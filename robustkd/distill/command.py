@@ -28,6 +28,7 @@ class DistillConfig(TrainConfig):
     method: str = "kd"
     method_options: dict[str, Any] = field(default_factory=dict)
     teacher_sha256: str = ""
+    fuse_teacher: bool = True
 
     def validate(self) -> DistillConfig:
         super().validate()
@@ -66,7 +67,8 @@ def distill_command(
     config.method = method.name
     run, placement = prepare_run(config, run_dir, resume, prefix=f"{method.name}-")
     student = build_model(config.model, info.num_classes, info.mean, info.std)
-    task = DistillationTask(student, teacher.model, method, teacher_summary(meta, Path(config.teacher)))
+    task = DistillationTask(student, teacher.model, method, teacher_summary(meta, Path(config.teacher)),
+                            fuse_teacher=config.fuse_teacher)
     row = execute(config, task, run, placement, data_dir=resolve_data_dir(data_dir), resume=resume,
                   stop_after=stop_after, allow_embedded=allow_embedded, extra_meta={"kind": "distill"}, announce=announce)
     return run, row

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from robustkd.distill.methods import Method
+from robustkd.distill.teacher import frozen_teacher
 from robustkd.models import Normalized
 from robustkd.train.task import TrainingTask
 
@@ -15,13 +16,12 @@ class DistillationTask(TrainingTask):
     """``forward(x, y)`` -> (student logits, named losses). Loss terms are computed in float32 even under
     autocast (correlations and ranks of half-precision logits lose too much)."""
 
-    def __init__(self, student: Normalized, teacher: Normalized, method: Method, teacher_meta: dict[str, Any]) -> None:
+    def __init__(self, student: Normalized, teacher: Normalized, method: Method, teacher_meta: dict[str, Any],
+                 fuse_teacher: bool = True) -> None:
         super().__init__(student)
-        self.teacher = teacher.eval()
-        for parameter in self.teacher.parameters():
-            parameter.requires_grad_(False)
+        self.teacher, fused = frozen_teacher(teacher, fuse_teacher)
         self.method = method
-        self.teacher_meta = teacher_meta
+        self.teacher_meta = {**teacher_meta, "batchnorm_folded": fused}
 
     def train(self, mode: bool = True) -> DistillationTask:
         super().train(mode)
