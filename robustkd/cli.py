@@ -94,10 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_values(args: argparse.Namespace) -> dict:
-    names = ("model", "dataset", "recipe", "epochs", "batch_size", "lr", "momentum", "weight_decay", "milestones",
-             "lr_decay", "seed", "noise_sd", "deterministic", "device", "channels_last", "amp", "compile",
-             "train_limit", "test_limit", "eval_every")
-    return {name: getattr(args, name, None) for name in names}
+    """The TrainConfig fields given on the command line (None where a flag was not given)."""
+    import dataclasses
+
+    from robustkd.train.config import TrainConfig
+
+    return {field.name: getattr(args, field.name, None) for field in dataclasses.fields(TrainConfig)}
 
 
 def _run_train(args: argparse.Namespace) -> int:

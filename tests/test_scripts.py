@@ -26,6 +26,6 @@ def test_main_job_runs_offline_on_the_embedded_subset_and_resumes(tmp_path: Path
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "using the embedded CIFAR-100 subset instead" in first.stdout + first.stderr
-    assert "teacher resnet56: clean top-1" in first.stdout and "embedded:" in first.stdout
+    assert "teacher resnet20: clean top-1" in first.stdout and "embedded:" in first.stdout
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and "resuming" in again.stdout  # finished work is reused, not redone

@@ -67,7 +67,26 @@ def execute(
     extra_meta: dict[str, Any],
     announce: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Build the loaders and the trainer for ``task``, run it, and return the last metrics row."""
+    """Build the loaders and the trainer for ``task``, run it, and return the last metrics row.
+
+    A new run that fails before its first checkpoint (missing data, a diverged first epoch, an interrupt)
+    removes what it wrote, so the same ``--run-dir`` can be used again.
+    """
+    try:
+        return _execute(config, task, run, placement, data_dir=data_dir, resume=resume, stop_after=stop_after,
+                        allow_embedded=allow_embedded, extra_meta=extra_meta, announce=announce)
+    except BaseException:
+        if placement.is_main and not resume:
+            run.discard()
+        raise
+    finally:
+        close_placement(placement)
+
+
+def _execute(
+    config: TrainConfig, task: TrainingTask, run: RunDirectory, placement: Placement, *, data_dir: Path, resume: bool,
+    stop_after: int | None, allow_embedded: bool, extra_meta: dict[str, Any], announce: Callable[[str], None],
+) -> dict[str, Any]:
     info = dataset_info(config.dataset)
     common = dict(rank=placement.rank, world_size=placement.world_size, channels_last=config.channels_last,
                   allow_embedded=allow_embedded, announce=announce if placement.is_main else (lambda _: None))
@@ -94,10 +113,7 @@ def execute(
     trainer = Trainer(config, task, train_loader, test_loader, run, placement, meta, announce)
     if resume:
         trainer.resume()
-    try:
-        return trainer.fit(stop_after=stop_after)
-    finally:
-        close_placement(placement)
+    return trainer.fit(stop_after=stop_after)
 
 
 def train_command(

@@ -53,8 +53,14 @@ class TrainConfig:
     eval_every: int = 1
 
     def validate(self) -> TrainConfig:
+        from robustkd.data.sources import check_dataset_name
+        from robustkd.models import canonical_model_name
+
         def bad(name: str, expected: str) -> RobustKDError:
             return RobustKDError(f"config: {name}={getattr(self, name)!r}; expected {expected}")
+
+        canonical_model_name(self.model)  # unknown names fail here, before any run directory exists
+        check_dataset_name(self.dataset)
 
         for name in ("epochs", "batch_size", "eval_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
@@ -134,12 +140,6 @@ def resolve_config(
     except TypeError as exc:
         raise RobustKDError(f"config: {exc}") from None
     return config.validate()
-
-
-def save_config(path: Path, config: TrainConfig) -> None:
-    from robustkd.utils.atomic import write_json_atomic
-
-    write_json_atomic(path, config.to_dict())
 
 
 def load_saved_config(config_cls: type[TrainConfig], path: Path) -> TrainConfig:

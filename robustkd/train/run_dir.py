@@ -45,6 +45,11 @@ class RunDirectory:
         run.path.mkdir(parents=True, exist_ok=True)
         return run
 
+    def discard(self) -> None:
+        """Remove a run that never reached its first checkpoint (only robustkd's own files are in it)."""
+        if self.latest_state() is None and self.path.is_dir():
+            shutil.rmtree(self.path, ignore_errors=True)
+
     @property
     def config_path(self) -> Path:
         return self.path / "config.json"
