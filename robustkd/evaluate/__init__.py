@@ -1,0 +1,1 @@
+"""Evaluation: metrics and suites (clean, corruption, adversarial, calibration, certified, relations)."""
