@@ -1,0 +1,1 @@
+"""Compatibility shims for third-party packages that do not import as shipped."""
