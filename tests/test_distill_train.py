@@ -73,3 +73,13 @@ def test_missing_teacher_and_unknown_method(tmp_path: Path, capsys: pytest.Captu
     assert "no sidecar" in capsys.readouterr().err
     assert _distill(teacher, tmp_path / "r2", "fitnet") == 2
     assert "unknown distillation method 'fitnet'" in capsys.readouterr().err
+
+
+def test_config_file_with_method_options_and_flag_override(teacher: Path, tmp_path: Path) -> None:
+    config = tmp_path / "distill.toml"
+    config.write_text('method = "cmkd"\nmodel = "resnet8"\ndataset = "synthetic"\nepochs = 1\nbatch_size = 50\n'
+                      '[method_options]\ncmkd_weighting = "equal"\ncmkd_tau = 2.0\n')
+    assert main(["distill", "--config", str(config), "--teacher", str(teacher), "--cmkd-tau", "3",
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    options = json.loads((tmp_path / "run" / "model.json").read_text())["method_options"]
+    assert options["cmkd_weighting"] == "equal" and options["cmkd_tau"] == 3.0  # the flag wins over the file
