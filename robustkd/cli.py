@@ -88,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_options(distill)
     add_method_options(distill)
 
+    evaluate = commands.add_parser("evaluate", help="run evaluation suites on checkpoints")
+    evaluate.add_argument("--checkpoint", type=Path, action="append", required=True, help="checkpoint (repeatable)")
+    evaluate.add_argument("--suite", action="append", required=True,
+                          help="suite name in eval_suites/ (clean, calibration), 'all', or a .toml path (repeatable)")
+    evaluate.add_argument("--n-examples", type=int, help="evaluate the first N test images (marked as a subset)")
+    evaluate.add_argument("--out", type=Path, default=Path("results"), help="result root (default: results)")
+    evaluate.add_argument("--data-dir", help="data directory (default: $ROBUSTKD_DATA, else ./data)")
+    evaluate.add_argument("--allow-embedded", action="store_true", help="fall back to the embedded CIFAR-100 subset")
+    evaluate.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace existing results of the same suite")
+
     info = commands.add_parser("info", help="print a checkpoint's sidecar after verifying its weights")
     info.add_argument("checkpoint", type=Path)
     return parser
@@ -147,6 +158,33 @@ def _report(run, row: dict) -> None:
         print(f"test top-1 {row['test_top1']:.2f}% top-5 {row['test_top5']:.2f}% after epoch {row['epoch']}; checkpoint {run.path / 'model.json'}")
 
 
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from robustkd.checkpoint import load_checkpoint
+    from robustkd.data import resolve_data_dir
+    from robustkd.evaluate.runner import evaluate_model
+    from robustkd.evaluate.suite_file import SUITE_PARAMS, load_suite
+    from robustkd.utils.device import resolve_device
+
+    names = [name for entry in args.suite for name in (SUITE_PARAMS.names() if entry == "all" else [entry])]
+    suites = [load_suite(name) for name in names]
+    if args.n_examples is not None and args.n_examples < 1:
+        raise RobustKDError(f"--n-examples must be a positive integer, got {args.n_examples}")
+    device = resolve_device(args.device)
+    for path in args.checkpoint:
+        checkpoint = load_checkpoint(path, device)
+        name = f"{checkpoint.meta['architecture'].replace(':', '_')}-{checkpoint.sha256[:12]}"
+        written = evaluate_model(checkpoint.model, name=name, dataset=checkpoint.meta["dataset"], suites=suites,
+                                 out_root=args.out, data_dir=resolve_data_dir(args.data_dir), device=device,
+                                 n_examples=args.n_examples, model_info=checkpoint.meta,
+                                 allow_embedded=args.allow_embedded, overwrite=args.overwrite,
+                                 seed=int(checkpoint.meta.get("seed", 0)))
+        for target in written:
+            summary = json.loads((target / "summary.json").read_text())
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in summary["metrics"].items() if isinstance(v, float))
+            print(f"{target}: {shown}{' (subset)' if summary['subset'] else ''}")
+    return 0
+
+
 def _run_info(args: argparse.Namespace) -> int:
     from robustkd.checkpoint import load_checkpoint
 
@@ -163,7 +201,7 @@ def _run_models(_: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"train": _run_train, "distill": _run_distill, "info": _run_info, "models": _run_models}
+HANDLERS = {"train": _run_train, "distill": _run_distill, "evaluate": _run_evaluate, "info": _run_info, "models": _run_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

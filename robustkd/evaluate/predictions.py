@@ -1,0 +1,24 @@
+"""Run a model over a loader once and keep its logits: every logit-based suite reuses them."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from robustkd.errors import RobustKDError
+
+
+@torch.no_grad()
+def collect_logits(model: nn.Module, loader, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C) float32 logits and (N,) labels on the CPU; refuses inputs outside [0, 1] and wrong output sizes."""
+    model.eval()
+    all_logits, all_labels = [], []
+    for inputs, labels in loader.epoch(0):
+        if float(inputs.min()) < 0.0 or float(inputs.max()) > 1.0:
+            raise RobustKDError(f"evaluate: inputs must lie in [0, 1], got [{float(inputs.min()):.3g}, {float(inputs.max()):.3g}]")
+        logits = model(inputs)
+        if logits.ndim != 2 or logits.shape[1] != num_classes:
+            raise RobustKDError(f"evaluate: the model outputs {tuple(logits.shape[1:])} per input; the dataset has {num_classes} classes")
+        all_logits.append(logits.float().cpu())
+        all_labels.append(labels.cpu())
+    return torch.cat(all_logits), torch.cat(all_labels)

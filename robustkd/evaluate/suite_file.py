@@ -1,0 +1,87 @@
+"""Suite files: ``eval_suites/<name>.toml`` (or any TOML path) naming a suite and its parameters.
+
+Each suite declares its parameters as a dataclass; a file with an unknown key, a missing ``suite`` or a
+wrong type is refused with a one-line message. The file's sha256 is recorded with every result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robustkd.errors import RobustKDError
+from robustkd.registry import Registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SUITES_DIR = Path(__file__).resolve().parents[2] / "eval_suites"
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    batch_size: int = 500
+
+
+@dataclass(frozen=True)
+class CalibrationParams:
+    batch_size: int = 500
+    n_bins: int = 15
+    holdout: int = 5000
+
+
+SUITE_PARAMS: Registry[type] = Registry("suite")
+SUITE_PARAMS.add("clean", CleanParams)
+SUITE_PARAMS.add("calibration", CalibrationParams)
+
+
+@dataclass(frozen=True)
+class SuiteFile:
+    name: str
+    params: Any
+    path: Path
+    sha256: str
+
+
+def resolve_suite_path(name_or_path: str) -> Path:
+    """A path to an existing TOML file, or a suite name looked up in ``eval_suites/``."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml":
+        if not candidate.is_file():
+            raise RobustKDError(f"--suite: no file {candidate}")
+        return candidate
+    for folder in (Path("eval_suites"), SUITES_DIR):
+        path = folder / f"{name_or_path}.toml"
+        if path.is_file():
+            return path
+    raise RobustKDError(f"--suite: unknown suite {name_or_path!r}; expected one of: {', '.join(SUITE_PARAMS.names())}, "
+                        "all, or a path to a .toml suite file")
+
+
+def load_suite(name_or_path: str) -> SuiteFile:
+    path = resolve_suite_path(name_or_path)
+    data = path.read_bytes()
+    try:
+        values = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RobustKDError(f"suite file {path} does not parse ({str(exc).splitlines()[0]})") from None
+    name = values.pop("suite", None)
+    if not isinstance(name, str):
+        raise RobustKDError(f"suite file {path} must name its suite: suite = \"{'|'.join(SUITE_PARAMS.names())}\"")
+    params_cls = SUITE_PARAMS.get(name)
+    fields = {field.name: field for field in dataclasses.fields(params_cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise RobustKDError(f"suite file {path}: unknown key(s) {', '.join(unknown)}; the {name} suite takes: "
+                            f"{', '.join(fields) or 'no parameters'}")
+    for key, value in values.items():
+        expected = type(fields[key].default)
+        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            raise RobustKDError(f"suite file {path}: {key} = {value!r}; expected a {expected.__name__}")
+    return SuiteFile(SUITE_PARAMS.canonical(name), params_cls(**values), path, hashlib.sha256(data).hexdigest())

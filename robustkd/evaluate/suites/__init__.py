@@ -1,0 +1,1 @@
+"""One module per evaluation suite; each writes its CSVs and plots and returns its headline metrics."""

@@ -1,0 +1,27 @@
+"""The clean suite: top-1, top-5, per-class accuracy (CSV) and the confusion matrix (CSV), in percent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from robustkd.utils.atomic import write_text_atomic
+
+
+def run_clean(logits: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], out_dir: Path) -> dict[str, float]:
+    num_classes = len(classes)
+    top5 = logits.topk(min(5, num_classes), dim=1).indices
+    hits = top5.eq(labels[:, None])
+    predictions = top5[:, 0]
+    confusion = torch.bincount(labels * num_classes + predictions, minlength=num_classes**2).view(num_classes, num_classes)
+    support = confusion.sum(dim=1)
+    per_class = pd.DataFrame({
+        "class_index": range(num_classes), "class_name": classes, "support": support.numpy(),
+        "accuracy": (100.0 * confusion.diagonal().double() / support.clamp(min=1)).numpy(),
+    })
+    write_text_atomic(out_dir / "per_class.csv", per_class.to_csv(index=False))
+    matrix = pd.DataFrame(confusion.numpy(), index=pd.Index(classes, name="true"), columns=list(classes))
+    write_text_atomic(out_dir / "confusion_matrix.csv", matrix.to_csv())
+    return {"top1": 100.0 * float(hits[:, 0].double().mean()), "top5": 100.0 * float(hits.any(dim=1).double().mean())}

@@ -1,0 +1,79 @@
+"""`robustkd evaluate`: suite files, result directories, refusals (wrong outputs, bad inputs, unknown keys)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustkd.cli import main
+from robustkd.errors import RobustKDError
+from robustkd.evaluate.predictions import collect_logits
+from robustkd.evaluate.suite_file import load_suite
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("model") / "run"
+    assert main(["train", "--model", "resnet8", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "50",
+                 "--lr", "0.05", "--milestones", "2", "--run-dir", str(run)]) == 0
+    return run
+
+
+def test_clean_and_calibration_results(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", "all", "--out", str(tmp_path)]) == 0
+    meta = json.loads((checkpoint / "model.json").read_text())
+    folder = tmp_path / f"resnet8-{meta['weights_sha256'][:12]}"
+    clean = json.loads((folder / "clean" / "summary.json").read_text())
+    assert clean["metrics"]["top1"] == pytest.approx(meta["metrics"]["test_top1"])  # the same 200 test images
+    assert clean["n_examples"] == 200 and clean["subset"] is False and clean["checkpoint_sha256"] == meta["weights_sha256"]
+    assert len(clean["suite_sha256"]) == 64 and clean["package_versions"]["torch"] == torch.__version__
+    per_class = (folder / "clean" / "per_class.csv").read_text().splitlines()
+    assert len(per_class) == 11 and (folder / "clean" / "confusion_matrix.csv").is_file()
+    calibration = json.loads((folder / "calibration" / "summary.json").read_text())
+    assert {"ece", "mce", "adaptive_ece", "nll", "brier", "ece_ts", "temperature"} <= set(calibration["metrics"])
+    assert calibration["protocol"]["n_bins"] == 15 and calibration["protocol"]["holdout_seen_in_training"] is True
+    assert (folder / "calibration" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    # A second run refuses to overwrite; --n-examples writes a separate, marked subset result.
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", "clean", "--out", str(tmp_path)]) == 2
+    assert "already holds a result; pass --overwrite" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", "clean", "--out", str(tmp_path), "--n-examples", "50"]) == 0
+    subset = json.loads((folder / "clean-first50" / "summary.json").read_text())
+    assert subset["subset"] is True and subset["n_examples"] == 50
+
+
+@pytest.mark.parametrize("content, message", [
+    ('suite = "clean"\nbatch = 10\n', "unknown key(s) batch; the clean suite takes: batch_size"),
+    ("batch_size = 10\n", "must name its suite"),
+    ('suite = "clean"\nbatch_size = "ten"\n', "batch_size = 'ten'; expected a int"),
+    ('suite = "fairness"\n', "unknown suite 'fairness'; expected one of: clean, calibration"),
+])
+def test_suite_files_are_validated(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "suite.toml"
+    path.write_text(content)
+    with pytest.raises(RobustKDError) as error:
+        load_suite(str(path))
+    assert message in str(error.value)
+
+
+def test_unknown_suite_name() -> None:
+    with pytest.raises(RobustKDError, match="unknown suite 'robust'; expected one of: clean, calibration, all"):
+        load_suite("robust")
+
+
+class _Loader:
+    def __init__(self, inputs: torch.Tensor) -> None:
+        self.inputs = inputs
+
+    def epoch(self, _: int):
+        yield self.inputs, torch.zeros(len(self.inputs), dtype=torch.long)
+
+
+def test_inputs_outside_unit_range_and_wrong_output_sizes_are_refused() -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
+    with pytest.raises(RobustKDError, match=r"inputs must lie in \[0, 1\]"):
+        collect_logits(model, _Loader(torch.rand(2, 3, 4, 4) * 255), 10)
+    with pytest.raises(RobustKDError, match=r"the model outputs \(10,\) per input; the dataset has 100 classes"):
+        collect_logits(model, _Loader(torch.rand(2, 3, 4, 4)), 100)
