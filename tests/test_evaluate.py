@@ -23,7 +23,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_clean_and_calibration_results(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", "all", "--out", str(tmp_path)]) == 0
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", "clean", "--suite", "calibration", "--out", str(tmp_path)]) == 0
     meta = json.loads((checkpoint / "model.json").read_text())
     folder = tmp_path / f"resnet8-{meta['weights_sha256'][:12]}"
     clean = json.loads((folder / "clean" / "summary.json").read_text())
@@ -48,7 +48,7 @@ def test_clean_and_calibration_results(checkpoint: Path, tmp_path: Path, capsys:
     ('suite = "clean"\nbatch = 10\n', "unknown key(s) batch; the clean suite takes: batch_size"),
     ("batch_size = 10\n", "must name its suite"),
     ('suite = "clean"\nbatch_size = "ten"\n', "batch_size = 'ten'; expected a int"),
-    ('suite = "fairness"\n', "unknown suite 'fairness'; expected one of: clean, calibration"),
+    ('suite = "fairness"\n', "unknown suite 'fairness'; expected one of: clean, calibration, certified"),
 ])
 def test_suite_files_are_validated(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "suite.toml"
@@ -59,7 +59,7 @@ def test_suite_files_are_validated(tmp_path: Path, content: str, message: str) -
 
 
 def test_unknown_suite_name() -> None:
-    with pytest.raises(RobustKDError, match="unknown suite 'robust'; expected one of: clean, calibration, all"):
+    with pytest.raises(RobustKDError, match="unknown suite 'robust'; expected one of: clean, calibration, certified, all"):
         load_suite("robust")
 
 
@@ -77,3 +77,29 @@ def test_inputs_outside_unit_range_and_wrong_output_sizes_are_refused() -> None:
         collect_logits(model, _Loader(torch.rand(2, 3, 4, 4) * 255), 10)
     with pytest.raises(RobustKDError, match=r"the model outputs \(10,\) per input; the dataset has 100 classes"):
         collect_logits(model, _Loader(torch.rand(2, 3, 4, 4)), 100)
+
+
+def test_certified_suite_resumes_without_redoing_finished_images(checkpoint: Path, tmp_path: Path) -> None:
+    def suite(max_images: int) -> Path:
+        path = tmp_path / f"certified{max_images}.toml"
+        path.write_text(f'suite = "certified"\nsigma = 0.25\nn0 = 10\nn = 200\nbatch_size = 100\nmax = {max_images}\nskip = 7\n')
+        return path
+
+    out = tmp_path / "results"
+    # A first run certifies 3 images, then is "killed" before finishing the suite: simulate by keeping its
+    # work folder and discarding the finished result, as an interrupted run leaves it.
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", str(suite(3)), "--out", str(out)]) == 0
+    folder = next(out.iterdir())
+    finished = folder / "certified"
+    first_rows = (finished / "certify.tsv").read_text().splitlines()
+    assert len(first_rows) == 4 and first_rows[0].startswith("index\tlabel")
+    finished.rename(folder / ".certified.partial")
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", str(suite(5)), "--out", str(out)]) == 0
+    rows = (finished / "certify.tsv").read_text().splitlines()
+    assert rows[:4] == first_rows and len(rows) == 6  # the first three lines untouched, two appended
+    assert [int(line.split("\t")[0]) for line in rows[1:]] == [0, 7, 14, 21, 28]
+    summary = json.loads((finished / "summary.json").read_text())
+    metrics = summary["metrics"]
+    assert metrics["n_certified"] == 5 and 0 <= metrics["certified_acc_r0.00"] <= 100
+    assert metrics["certified_acc_r0.00"] >= metrics["certified_acc_r0.50"] >= metrics["certified_acc_r1.50"]
+    assert (finished / "certified_accuracy.png").is_file() and summary["units"]["certified_acc_r0.25"] == "percent"

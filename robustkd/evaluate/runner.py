@@ -26,10 +26,11 @@ from robustkd.errors import RobustKDError
 from robustkd.evaluate.predictions import collect_logits
 from robustkd.evaluate.suite_file import SuiteFile
 from robustkd.evaluate.suites.calibration import run_calibration
+from robustkd.evaluate.suites.certified import RADII, certify_dataset, summarise_certificates
 from robustkd.evaluate.suites.clean import run_clean
 from robustkd.utils.atomic import write_json_atomic
 
-UNITS = {"top1": "percent", "top5": "percent", "accuracy": "fraction", "ece": "fraction", "mce": "fraction",
+UNITS = {"abstain_rate": "percent", "n_certified": "images", "top1": "percent", "top5": "percent", "accuracy": "fraction", "ece": "fraction", "mce": "fraction",
          "adaptive_ece": "fraction", "nll": "nats", "brier": "sum over classes, [0, 2]", "temperature": "logit divisor"}
 
 
@@ -66,9 +67,12 @@ def evaluate_model(
     classes = test.dataset.classes if hasattr(test, "dataset") else tuple(str(i) for i in range(info.num_classes))
     written = []
     for suite, target in zip(suites, targets):
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        # Certification is resumable: its work folder survives a killed run; other suites start afresh.
+        resumable = suite.name == "certified"
+        tmp = target.with_name(f".{target.name}.{'partial' if resumable else 'tmp'}")
+        if not resumable:
+            shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True, exist_ok=True)
         if suite.name == "clean":
             metrics = run_clean(logits, labels, classes, tmp)
             protocol: dict[str, Any] = {}
@@ -77,12 +81,17 @@ def evaluate_model(
                                                                    allow_embedded, info.num_classes)
             metrics = run_calibration(logits, labels, holdout_logits, holdout_labels, suite.params.n_bins, tmp)
             protocol = {"temperature_fit": f"last {suite.params.holdout} training images", "holdout_seen_in_training": seen}
+        elif suite.name == "certified":
+            if not hasattr(test, "dataset"):
+                raise RobustKDError("evaluate: the certified suite needs an in-memory dataset (CIFAR or synthetic)")
+            metrics = summarise_certificates(certify_dataset(model, test.dataset, suite.params, tmp, device), tmp)
+            protocol = {"radii": list(RADII), "noise": "Gaussian in [0, 1] input space, before the model's normalisation"}
         else:  # pragma: no cover - the registry admits only implemented suites
             raise RobustKDError(f"evaluate: suite {suite.name} is not implemented")
         clean_acc = 100.0 * float(logits.argmax(1).eq(labels).double().mean())
         summary = {
             "name": name, "architecture": model_info.get("architecture"), "dataset": dataset, "clean_acc": clean_acc,
-            "suite": suite.name, "metrics": metrics, "units": {k: UNITS.get(k.removesuffix("_ts"), "") for k in metrics},
+            "suite": suite.name, "metrics": metrics, "units": {k: UNITS.get(k.removesuffix("_ts"), "percent" if k.startswith("certified_acc") else "") for k in metrics},
             "protocol": {**asdict(suite.params), **protocol}, "n_examples": len(labels), "subset": subset,
             "seed": seed, "device": str(device), "package_versions": package_versions(),
             "checkpoint_sha256": model_info.get("weights_sha256"), "suite_file": str(suite.path),

@@ -36,9 +36,22 @@ class CalibrationParams:
     holdout: int = 5000
 
 
+@dataclass(frozen=True)
+class CertifiedParams:
+    sigma: float = 0.25
+    n0: int = 100
+    n: int = 100_000
+    alpha: float = 0.001
+    batch_size: int = 1000
+    skip: int = 1
+    max: int = -1
+    seed: int = 0
+
+
 SUITE_PARAMS: Registry[type] = Registry("suite")
 SUITE_PARAMS.add("clean", CleanParams)
 SUITE_PARAMS.add("calibration", CalibrationParams)
+SUITE_PARAMS.add("certified", CertifiedParams)
 
 
 @dataclass(frozen=True)
