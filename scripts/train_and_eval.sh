@@ -5,7 +5,7 @@
 #   scripts/train_and_eval.sh [--profile quick|paper] [--data-dir DIR] [--device DEV] [--runs-dir DIR]
 #
 # quick: resnet20 teacher, 8 epochs of the `quick` recipe on the first 25,000 training images (a marked
-#        subset: 250 per class in class-balanced copies) - about 6 minutes on 2 CPU cores.
+#        subset: 250 per class in class-balanced copies) - about 7 minutes on 2 CPU cores.
 # paper: resnet32x4 teacher, the standard 240-epoch protocol on the full training set - a GPU job.
 # Resumable: started again, it continues an interrupted run and reuses a finished one.
 # With no CIFAR-100 on disk and no network it falls back to the embedded subset and says so.
