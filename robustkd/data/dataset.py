@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -45,7 +46,9 @@ class ImageDataset:
 
     def subset(self, count: int) -> ImageDataset:
         """The first ``count`` examples (a prefix: the files' order is kept)."""
-        return ImageDataset(
-            self.name, self.split, self.images[:count], self.labels[:count], self.classes, self.mean, self.std,
-            f"{self.source} (first {min(count, len(self))})",
-        )
+        return self.rows(0, count, f"first {min(count, len(self))}")
+
+    def rows(self, start: int, stop: int, description: str) -> ImageDataset:
+        """Examples ``start:stop``; ``description`` is appended to the source (e.g. 'last 5000')."""
+        return dataclasses.replace(self, images=self.images[start:stop], labels=self.labels[start:stop],
+                                   source=f"{self.source} ({description})")

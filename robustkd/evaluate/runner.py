@@ -109,8 +109,7 @@ def evaluate_model(
 def _holdout_logits(model, dataset, data_dir, device, params, model_info, allow_embedded, num_classes):
     train = load_image_dataset(dataset, "train", data_dir, allow_embedded=allow_embedded, announce=lambda _: None)
     start = max(0, len(train) - params.holdout)
-    held = type(train)(train.name, "train", train.images[start:], train.labels[start:], train.classes, train.mean,
-                       train.std, f"{train.source} (last {len(train) - start})")
+    held = train.rows(start, len(train), f"last {len(train) - start}")
     loader = TensorBatchLoader(held, params.batch_size, device, train=False)
     logits, labels = collect_logits(model, loader, num_classes)
     trained_on = model_info.get("n_train")
