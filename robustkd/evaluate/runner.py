@@ -14,7 +14,8 @@ import shutil
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -28,10 +29,27 @@ from robustkd.evaluate.suite_file import SuiteFile
 from robustkd.evaluate.suites.calibration import run_calibration
 from robustkd.evaluate.suites.certified import RADII, certify_dataset, summarise_certificates
 from robustkd.evaluate.suites.clean import run_clean
+from robustkd.evaluate.suites.corruption import evaluate_cells, resolve_source, summarise_cells
+from robustkd.data.dataset import ImageDataset
 from robustkd.utils.atomic import write_json_atomic
 
 UNITS = {"abstain_rate": "percent", "n_certified": "images", "top1": "percent", "top5": "percent", "accuracy": "fraction", "ece": "fraction", "mce": "fraction",
          "adaptive_ece": "fraction", "nll": "nats", "brier": "sum over classes, [0, 2]", "temperature": "logit divisor"}
+
+
+SUITE_UNITS = {"deepfool_l2_median": "L2 norm in [0, 1] pixel units", "gradient_zero_fraction": "fraction",
+               "pearson": "correlation", "spearman": "correlation", "kendall": "correlation",
+               "class_correlation_distance": "Frobenius norm / C", "top5_overlap": "fraction"}
+
+
+def metric_unit(suite: str, key: str) -> str:
+    """The unit of a metric in a suite's summary (accuracies and mCEs in percent, calibration errors as fractions)."""
+    key = key.removesuffix("_ts")
+    if suite in ("corruption", "adversarial", "relations"):
+        if key.startswith("ece"):
+            return "fraction"
+        return SUITE_UNITS.get(key, "percent")
+    return UNITS.get(key, "percent" if key.startswith("certified_acc") else "")
 
 
 def package_versions() -> dict[str, str]:
@@ -65,33 +83,22 @@ def evaluate_model(
     test = make_loader(dataset, "test", data_dir, batch, device, train=False, limit=n_examples, allow_embedded=allow_embedded)
     logits, labels = collect_logits(model, test, info.num_classes)
     classes = test.dataset.classes if hasattr(test, "dataset") else tuple(str(i) for i in range(info.num_classes))
+    context = SuiteContext(model=model, dataset=dataset, test=getattr(test, "dataset", None), logits=logits,
+                           labels=labels, classes=classes, device=device, data_dir=data_dir, model_info=model_info,
+                           allow_embedded=allow_embedded, num_classes=info.num_classes)
     written = []
     for suite, target in zip(suites, targets):
-        # Certification is resumable: its work folder survives a killed run; other suites start afresh.
-        resumable = suite.name == "certified"
+        # Long suites keep their work folder across a killed run and resume; the others start afresh.
+        resumable = suite.name in RESUMABLE_SUITES
         tmp = target.with_name(f".{target.name}.{'partial' if resumable else 'tmp'}")
         if not resumable:
             shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True, exist_ok=True)
-        if suite.name == "clean":
-            metrics = run_clean(logits, labels, classes, tmp)
-            protocol: dict[str, Any] = {}
-        elif suite.name == "calibration":
-            holdout_logits, holdout_labels, seen = _holdout_logits(model, dataset, data_dir, device, suite.params, model_info,
-                                                                   allow_embedded, info.num_classes)
-            metrics = run_calibration(logits, labels, holdout_logits, holdout_labels, suite.params.n_bins, tmp)
-            protocol = {"temperature_fit": f"last {suite.params.holdout} training images", "holdout_seen_in_training": seen}
-        elif suite.name == "certified":
-            if not hasattr(test, "dataset"):
-                raise RobustKDError("evaluate: the certified suite needs an in-memory dataset (CIFAR or synthetic)")
-            metrics = summarise_certificates(certify_dataset(model, test.dataset, suite.params, tmp, device), tmp)
-            protocol = {"radii": list(RADII), "noise": "Gaussian in [0, 1] input space, before the model's normalisation"}
-        else:  # pragma: no cover - the registry admits only implemented suites
-            raise RobustKDError(f"evaluate: suite {suite.name} is not implemented")
-        clean_acc = 100.0 * float(logits.argmax(1).eq(labels).double().mean())
+        metrics, protocol = SUITE_RUNNERS[suite.name](context, suite.params, tmp)
+        clean_acc = 100.0 * context.clean_accuracy
         summary = {
             "name": name, "architecture": model_info.get("architecture"), "dataset": dataset, "clean_acc": clean_acc,
-            "suite": suite.name, "metrics": metrics, "units": {k: UNITS.get(k.removesuffix("_ts"), "percent" if k.startswith("certified_acc") else "") for k in metrics},
+            "suite": suite.name, "metrics": metrics, "units": {k: metric_unit(suite.name, k) for k in metrics},
             "protocol": {**asdict(suite.params), **protocol}, "n_examples": len(labels), "subset": subset,
             "seed": seed, "device": str(device), "package_versions": package_versions(),
             "checkpoint_sha256": model_info.get("weights_sha256"), "suite_file": str(suite.path),
@@ -106,7 +113,72 @@ def evaluate_model(
     return written
 
 
-def _holdout_logits(model, dataset, data_dir, device, params, model_info, allow_embedded, num_classes):
+@dataclass
+class SuiteContext:
+    """What every suite may use: the model, the test set (in memory when it is CIFAR/synthetic), its clean
+    logits and labels (computed once), and where the data lives."""
+
+    model: nn.Module
+    dataset: str
+    test: ImageDataset | None
+    logits: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    device: torch.device
+    data_dir: Path
+    model_info: dict[str, Any]
+    allow_embedded: bool
+    num_classes: int
+
+    def in_memory_test(self, suite: str) -> ImageDataset:
+        if self.test is None:
+            raise RobustKDError(f"evaluate: the {suite} suite needs an in-memory dataset (CIFAR or synthetic)")
+        return self.test
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.logits.argmax(1).eq(self.labels).double().mean())
+
+
+SuiteResult = tuple[dict[str, float], dict[str, Any]]
+
+
+def _run_clean(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
+    return run_clean(ctx.logits, ctx.labels, ctx.classes, out), {}
+
+
+def _run_calibration(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
+    holdout_logits, holdout_labels, seen = _holdout_logits(ctx, params)
+    metrics = run_calibration(ctx.logits, ctx.labels, holdout_logits, holdout_labels, params.n_bins, out)
+    return metrics, {"temperature_fit": f"last {params.holdout} training images", "holdout_seen_in_training": seen}
+
+
+def _run_certified(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
+    test = ctx.in_memory_test("certified")
+    metrics = summarise_certificates(certify_dataset(ctx.model, test, params, out, ctx.device), out)
+    return metrics, {"radii": list(RADII), "noise": "Gaussian in [0, 1] input space, before the model's normalisation"}
+
+
+def _run_corruption(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
+    test = ctx.in_memory_test("corruption")
+    source = resolve_source(params, ctx.dataset)
+    cells = evaluate_cells(ctx.model, test, params, source, ctx.dataset, ctx.device, out)
+    metrics = summarise_cells(cells, ctx.clean_accuracy, params, ctx.dataset, out)
+    protocol = {"source": source.kind, "official_dir": str(source.folder) if source.folder else None,
+                "parameters": "cifar (make_cifar_c.py)" if test.images.shape[-1] == 32 else "imagenet (make_imagenet_c.py)",
+                "ece_bins": params.n_bins, "definitions": "docs/corruptions.md"}
+    return metrics, protocol
+
+
+SUITE_RUNNERS: dict[str, Callable[[SuiteContext, Any, Path], SuiteResult]] = {
+    "clean": _run_clean, "calibration": _run_calibration, "certified": _run_certified, "corruption": _run_corruption,
+}
+RESUMABLE_SUITES = ("certified", "corruption")
+
+
+def _holdout_logits(ctx: SuiteContext, params: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    model, dataset, data_dir, device = ctx.model, ctx.dataset, ctx.data_dir, ctx.device
+    model_info, allow_embedded, num_classes = ctx.model_info, ctx.allow_embedded, ctx.num_classes
     train = load_image_dataset(dataset, "train", data_dir, allow_embedded=allow_embedded, announce=lambda _: None)
     start = max(0, len(train) - params.holdout)
     held = train.rows(start, len(train), f"last {len(train) - start}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robustkd.corruptions.catalog import BENCHMARK_CORRUPTIONS, SEVERITIES
 from robustkd.errors import RobustKDError
 from robustkd.registry import Registry
 
@@ -48,10 +49,23 @@ class CertifiedParams:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class CorruptionParams:
+    batch_size: int = 500
+    source: str = "auto"
+    official_dir: str = ""
+    corruptions: tuple[str, ...] = BENCHMARK_CORRUPTIONS
+    severities: tuple[int, ...] = SEVERITIES
+    seed: int = 0
+    n_bins: int = 15
+    reference: str = ""
+
+
 SUITE_PARAMS: Registry[type] = Registry("suite")
 SUITE_PARAMS.add("clean", CleanParams)
 SUITE_PARAMS.add("calibration", CalibrationParams)
 SUITE_PARAMS.add("certified", CertifiedParams)
+SUITE_PARAMS.add("corruption", CorruptionParams)
 
 
 @dataclass(frozen=True)
@@ -93,8 +107,21 @@ def load_suite(name_or_path: str) -> SuiteFile:
     if unknown:
         raise RobustKDError(f"suite file {path}: unknown key(s) {', '.join(unknown)}; the {name} suite takes: "
                             f"{', '.join(fields) or 'no parameters'}")
-    for key, value in values.items():
-        expected = type(fields[key].default)
-        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-            raise RobustKDError(f"suite file {path}: {key} = {value!r}; expected a {expected.__name__}")
+    for key, value in list(values.items()):
+        values[key] = _checked_value(path, key, value, fields[key].default)
     return SuiteFile(SUITE_PARAMS.canonical(name), params_cls(**values), path, hashlib.sha256(data).hexdigest())
+
+
+def _checked_value(path: Path, key: str, value: Any, default: Any) -> Any:
+    """``value`` if it has the default's type (a TOML array for a tuple, of the same element type)."""
+    if isinstance(default, tuple):
+        element = type(default[0]) if default else str
+        if not isinstance(value, list) or not all(isinstance(v, element) and not isinstance(v, bool) for v in value):
+            raise RobustKDError(f"suite file {path}: {key} = {value!r}; expected an array of {element.__name__}")
+        return tuple(value)
+    expected = type(default)
+    if isinstance(value, int) and expected is float and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+        raise RobustKDError(f"suite file {path}: {key} = {value!r}; expected a {expected.__name__}")
+    return value

@@ -1,0 +1,193 @@
+"""The corruption suite: accuracy and calibration on every (corruption, severity) cell, then mCE.
+
+Cells come from the official files when ``source`` is ``official`` (or ``auto`` with ``official_dir``
+holding them), else from the engine, generated batch by batch on the evaluation device with the same
+per-image seeds as ``robustkd corrupt`` (so both give the same images). Each finished cell is appended
+to ``cells.csv`` in the work folder; a killed run resumes after the last finished cell.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from robustkd.corruptions.catalog import check_corruption  # noqa: E402
+from robustkd.corruptions.engine import corrupt  # noqa: E402
+from robustkd.corruptions.layout import imagenet_c_folder, npy_available, read_severity_block  # noqa: E402
+from robustkd.data.dataset import ImageDataset  # noqa: E402
+from robustkd.errors import RobustKDError  # noqa: E402
+from robustkd.evaluate.calibration import calibration_metrics  # noqa: E402
+from robustkd.evaluate.corruption_metrics import corruption_summary, resolve_reference  # noqa: E402
+from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: E402
+
+CELL_COLUMNS = ["corruption", "severity", "n", "accuracy", "ece", "nll", "source"]
+
+
+@dataclass(frozen=True)
+class CellSource:
+    """Where the images of the cells come from: ``generated`` (engine) or ``official`` (files)."""
+
+    kind: str
+    folder: Path | None
+
+
+def resolve_source(params, dataset: str) -> CellSource:
+    folder = Path(params.official_dir) if params.official_dir else None
+    if params.source not in ("auto", "generated", "official"):
+        raise RobustKDError(f"corruption suite: source = {params.source!r}; expected auto, generated or official")
+    if params.source == "official" and folder is None:
+        raise RobustKDError("corruption suite: source = \"official\" needs official_dir (the CIFAR-C .npy folder "
+                            "or the ImageNet-C root)")
+    if params.source == "generated" or folder is None:
+        return CellSource("generated", None)
+    if not folder.is_dir():
+        raise RobustKDError(f"corruption suite: official_dir {folder} does not exist")
+    if params.source == "auto":
+        present = all(npy_available(folder, name) if dataset != "imagenet" else (folder / name).is_dir()
+                      for name in params.corruptions)
+        return CellSource("official" if present else "generated", folder if present else None)
+    return CellSource("official", folder)
+
+
+def _uint8_batches(test: ImageDataset, batch_size: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    for start in range(0, len(test), batch_size):
+        yield start, test.images[start:start + batch_size], test.labels[start:start + batch_size]
+
+
+@torch.no_grad()
+def _cell_logits(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    all_logits, all_labels = [], []
+    for images, labels in batches:
+        inputs = images.to(device, non_blocking=True).float().div_(255.0)
+        all_logits.append(model(inputs).float().cpu())
+        all_labels.append(labels.cpu())
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def _generated(test: ImageDataset, name: str, severity: int, seed: int, batch_size: int, device: torch.device
+               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for start, images, labels in _uint8_batches(test, batch_size):
+        yield corrupt(images.to(device), name, severity, seed=seed, first_index=start), labels
+
+
+def _official_npy(folder: Path, name: str, severity: int, limit: int, batch_size: int
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    images, labels = read_severity_block(folder, name, severity, limit)
+    for start in range(0, len(labels), batch_size):
+        yield images[start:start + batch_size], labels[start:start + batch_size]
+
+
+def _official_imagenet(folder: Path, name: str, severity: int, limit: int, batch_size: int
+                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    from torchvision import datasets, transforms
+
+    images = datasets.ImageFolder(str(imagenet_c_folder(folder, name, severity)), transform=transforms.PILToTensor())
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(images, range(min(limit, len(images)))),
+                                         batch_size=batch_size, num_workers=min(8, os.cpu_count() or 1))
+    yield from loader
+
+
+def evaluate_cells(model: nn.Module, test: ImageDataset, params, source: CellSource, dataset: str,
+                   device: torch.device, work_dir: Path) -> pd.DataFrame:
+    """Evaluate each requested cell not yet in ``work_dir/cells.csv``; returns all cells."""
+    for name in params.corruptions:
+        check_corruption(name)
+    path = work_dir / "cells.csv"
+    done = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=CELL_COLUMNS)
+    finished = set(zip(done["corruption"], done["severity"].astype(int)))
+    if not path.is_file():
+        path.write_text(",".join(CELL_COLUMNS) + "\n")
+    todo = [(name, severity) for name in params.corruptions for severity in params.severities
+            if (name, severity) not in finished]
+    show = os.environ.get("ROBUSTKD_PROGRESS", "1") != "0"
+    model.eval()
+    for name, severity in tqdm(todo, desc="corruption cells", unit="cell", disable=not show):
+        if source.kind == "generated":
+            batches = _generated(test, name, severity, params.seed, params.batch_size, device)
+        elif dataset == "imagenet":
+            batches = _official_imagenet(source.folder, name, severity, len(test), params.batch_size)
+        else:
+            batches = _official_npy(source.folder, name, severity, len(test), params.batch_size)
+        logits, labels = _cell_logits(model, batches, device)
+        if not torch.equal(labels, test.labels[:len(labels)]) and source.kind == "generated":
+            raise RobustKDError("corruption suite: labels out of step with the test set")  # pragma: no cover
+        calibration = calibration_metrics(logits, labels, params.n_bins)
+        row = [name, severity, len(labels), f"{calibration.accuracy:.6f}", f"{calibration.ece:.6f}",
+               f"{calibration.nll:.6f}", source.kind]
+        with open(path, "a") as handle:
+            handle.write(",".join(str(value) for value in row) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    cells = pd.read_csv(path)
+    wanted = {(name, severity) for name in params.corruptions for severity in params.severities}
+    return cells[[(c, int(s)) in wanted for c, s in zip(cells["corruption"], cells["severity"])]]
+
+
+def summarise_cells(cells: pd.DataFrame, clean_accuracy: float, params, dataset: str, out_dir: Path
+                    ) -> dict[str, float]:
+    """Write the grids and plots; return the headline metrics (accuracies and mCEs in percent)."""
+    order = [name for name in params.corruptions]
+    accuracy = cells.pivot(index="corruption", columns="severity", values="accuracy").loc[order]
+    ece = cells.pivot(index="corruption", columns="severity", values="ece").loc[order]
+    accuracy.columns = [int(c) for c in accuracy.columns]
+    ece.columns = [int(c) for c in ece.columns]
+    write_text_atomic(out_dir / "accuracy_grid.csv", accuracy.to_csv(index_label="corruption"))
+    write_text_atomic(out_dir / "ece_grid.csv", ece.to_csv(index_label="corruption"))
+    write_text_atomic(out_dir / "cells.csv", cells.to_csv(index=False))
+    reference = resolve_reference(params.reference, dataset)
+    fractions = corruption_summary(accuracy, clean_accuracy, reference)
+    metrics = {key: 100.0 * value for key, value in fractions.items()}
+    for severity in accuracy.columns:
+        metrics[f"acc_severity_{severity}"] = 100.0 * float(accuracy[severity].mean())
+        metrics[f"ece_severity_{severity}"] = float(ece[severity].mean())
+    for name in order:
+        metrics[f"acc_{name}"] = 100.0 * float(accuracy.loc[name].mean())
+    metrics["ece_corrupted_mean"] = float(ece.to_numpy().mean())
+    _plot_heatmap(accuracy, out_dir / "accuracy_heatmap.png")
+    _plot_severity_curves(accuracy, ece, clean_accuracy, out_dir / "accuracy_vs_severity.png")
+    return metrics
+
+
+def _plot_heatmap(accuracy: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(accuracy) + 1.5))
+    image = ax.imshow(100 * accuracy.to_numpy(), cmap="viridis", aspect="auto", vmin=0, vmax=100)
+    ax.set_xticks(range(len(accuracy.columns)), [str(c) for c in accuracy.columns])
+    ax.set_yticks(range(len(accuracy)), list(accuracy.index))
+    for (row, col), value in np.ndenumerate(100 * accuracy.to_numpy()):
+        ax.text(col, row, f"{value:.1f}", ha="center", va="center", fontsize=7,
+                color="white" if value < 50 else "black")
+    ax.set_xlabel("severity")
+    ax.set_title("top-1 accuracy (%) per corruption and severity")
+    fig.colorbar(image, ax=ax, label="accuracy (%)")
+    fig.tight_layout()
+    write_with_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def _plot_severity_curves(accuracy: pd.DataFrame, ece: pd.DataFrame, clean_accuracy: float, path: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    severities = [0] + list(accuracy.columns)
+    for name in accuracy.index:
+        left.plot(severities, [100 * clean_accuracy] + list(100 * accuracy.loc[name]), color="0.8", lw=0.8)
+    left.plot(severities, [100 * clean_accuracy] + list(100 * accuracy.mean()), color="C0", lw=2.5, marker="o",
+              label="mean over corruptions")
+    left.set(xlabel="severity (0 = clean)", ylabel="top-1 accuracy (%)", title="accuracy vs severity")
+    left.legend()
+    right.boxplot([ece[s].to_numpy() for s in accuracy.columns], positions=list(accuracy.columns))
+    right.set(xlabel="severity", ylabel="ECE (15 bins)", title="calibration under shift (one point per corruption)")
+    fig.tight_layout()
+    write_with_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
