@@ -91,13 +91,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="run evaluation suites on checkpoints")
     evaluate.add_argument("--checkpoint", type=Path, action="append", required=True, help="checkpoint (repeatable)")
     evaluate.add_argument("--suite", action="append", required=True,
-                          help="suite name in eval_suites/ (clean, calibration), 'all', or a .toml path (repeatable)")
+                          help="suite name in eval_suites/ (clean, corruption, adversarial, calibration, certified, "
+                               "relations), 'all', or a .toml path (repeatable)")
+    evaluate.add_argument("--teacher", type=Path, help="teacher checkpoint (the relations suite compares against it)")
     evaluate.add_argument("--n-examples", type=int, help="evaluate the first N test images (marked as a subset)")
     evaluate.add_argument("--out", type=Path, default=Path("results"), help="result root (default: results)")
     evaluate.add_argument("--data-dir", help="data directory (default: $ROBUSTKD_DATA, else ./data)")
     evaluate.add_argument("--allow-embedded", action="store_true", help="fall back to the embedded CIFAR-100 subset")
     evaluate.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     evaluate.add_argument("--overwrite", action="store_true", help="replace existing results of the same suite")
+
+    corrupt = commands.add_parser("corrupt", help="write a generated CIFAR-C style set (official .npy layout)")
+    corrupt.add_argument("--dataset", required=True, help="cifar100, cifar10 or synthetic (32x32 test images)")
+    corrupt.add_argument("--out", type=Path, required=True, help="output folder (<corruption>.npy, labels.npy)")
+    corrupt.add_argument("--corruptions", default="benchmark",
+                         help="'benchmark' (the 15), 'extra' (speckle_noise, gaussian_blur, saturate), 'all', "
+                              "or comma-separated names")
+    corrupt.add_argument("--seed", type=int, default=0)
+    corrupt.add_argument("--batch-size", type=int, default=1000)
+    corrupt.add_argument("--n-examples", type=int, help="the first N test images only")
+    corrupt.add_argument("--data-dir", help="data directory (default: $ROBUSTKD_DATA, else ./data)")
+    corrupt.add_argument("--allow-embedded", action="store_true", help="fall back to the embedded CIFAR-100 subset")
+    corrupt.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
 
     info = commands.add_parser("info", help="print a checkpoint's sidecar after verifying its weights")
     info.add_argument("checkpoint", type=Path)
@@ -185,6 +200,32 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_corrupt(args: argparse.Namespace) -> int:
+    from robustkd.corruptions.catalog import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS, check_corruption
+    from robustkd.corruptions.generate import generate_corrupted_set
+    from robustkd.data import resolve_data_dir
+    from robustkd.data.sources import check_dataset_name, load_image_dataset
+    from robustkd.utils.device import resolve_device
+
+    groups = {"benchmark": list(BENCHMARK_CORRUPTIONS), "extra": list(EXTRA_CORRUPTIONS),
+              "all": list(BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS)}
+    names = groups.get(args.corruptions) or [check_corruption(n.strip()) for n in args.corruptions.split(",") if n.strip()]
+    check_dataset_name(args.dataset)
+    if args.dataset == "imagenet":
+        raise RobustKDError("--dataset imagenet: generate ImageNet-C with the authors' folder layout tools; "
+                            "robustkd corrupt writes the CIFAR .npy layout (32x32 test sets)")
+    if args.batch_size < 1 or (args.n_examples is not None and args.n_examples < 1):
+        raise RobustKDError("--batch-size and --n-examples must be positive integers")
+    test = load_image_dataset(args.dataset, "test", resolve_data_dir(args.data_dir), allow_embedded=args.allow_embedded)
+    if args.n_examples is not None:
+        test = test.subset(args.n_examples)
+    manifest = generate_corrupted_set(test, args.out, names, seed=args.seed, batch_size=args.batch_size,
+                                      device=resolve_device(args.device))
+    print(f"{args.out}: {len(manifest['files']) - 1} corruptions x 5 severities of {manifest['n_images']} "
+          f"{manifest['dataset']} test images (seed {manifest['seed']})")
+    return 0
+
+
 def _run_info(args: argparse.Namespace) -> int:
     from robustkd.checkpoint import load_checkpoint
 
@@ -201,7 +242,8 @@ def _run_models(_: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"train": _run_train, "distill": _run_distill, "evaluate": _run_evaluate, "info": _run_info, "models": _run_models}
+HANDLERS = {"train": _run_train, "distill": _run_distill, "evaluate": _run_evaluate, "corrupt": _run_corrupt,
+            "info": _run_info, "models": _run_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -212,7 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"robustkd: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("robustkd: interrupted; resume with --resume --run-dir <run>", file=sys.stderr)
+        hint = ("run the same command again to resume" if args.command in ("evaluate", "corrupt")
+                else "resume with --resume --run-dir <run>")
+        print(f"robustkd: interrupted; {hint}", file=sys.stderr)
         return 130
 
 

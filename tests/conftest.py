@@ -8,6 +8,8 @@ os.environ["ROBUSTKD_NO_DOWNLOAD"] = "1"
 os.environ["ROBUSTKD_PROGRESS"] = "0"
 os.environ.pop("ROBUSTKD_DATA", None)
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -21,3 +23,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--run-all"):
         config.option.markexpr = ""
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A resnet8 trained for 2 epochs on the synthetic 10-class set (a run directory), shared by the suites' tests."""
+    from robustkd.cli import main
+
+    run = tmp_path_factory.mktemp("model") / "run"
+    assert main(["train", "--model", "resnet8", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "50",
+                 "--lr", "0.05", "--milestones", "2", "--run-dir", str(run)]) == 0
+    return run

@@ -14,14 +14,6 @@ from robustkd.evaluate.predictions import collect_logits
 from robustkd.evaluate.suite_file import load_suite
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("model") / "run"
-    assert main(["train", "--model", "resnet8", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "50",
-                 "--lr", "0.05", "--milestones", "2", "--run-dir", str(run)]) == 0
-    return run
-
-
 def test_clean_and_calibration_results(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", "clean", "--suite", "calibration", "--out", str(tmp_path)]) == 0
     meta = json.loads((checkpoint / "model.json").read_text())
@@ -48,7 +40,7 @@ def test_clean_and_calibration_results(checkpoint: Path, tmp_path: Path, capsys:
     ('suite = "clean"\nbatch = 10\n', "unknown key(s) batch; the clean suite takes: batch_size"),
     ("batch_size = 10\n", "must name its suite"),
     ('suite = "clean"\nbatch_size = "ten"\n', "batch_size = 'ten'; expected a int"),
-    ('suite = "fairness"\n', "unknown suite 'fairness'; expected one of: clean, calibration, certified"),
+    ('suite = "fairness"\n', "unknown suite 'fairness'; expected one of: clean, calibration, certified, corruption, adversarial"),
 ])
 def test_suite_files_are_validated(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "suite.toml"
@@ -59,7 +51,8 @@ def test_suite_files_are_validated(tmp_path: Path, content: str, message: str) -
 
 
 def test_unknown_suite_name() -> None:
-    with pytest.raises(RobustKDError, match="unknown suite 'robust'; expected one of: clean, calibration, certified, all"):
+    with pytest.raises(RobustKDError, match="unknown suite 'robust'; expected one of: clean, calibration, certified, "
+                                            "corruption, adversarial, relations, all"):
         load_suite("robust")
 
 

@@ -47,7 +47,7 @@ def read_severity_block(folder: Path, corruption: str, severity: int, limit: int
     per_severity = images.shape[0] // 5
     count = per_severity if limit is None else min(limit, per_severity)
     start = (severity - 1) * per_severity
-    block = torch.from_numpy(np.ascontiguousarray(images[start:start + count])).permute(0, 3, 1, 2)
+    block = torch.from_numpy(np.array(images[start:start + count])).permute(0, 3, 1, 2)
     return block.contiguous(), torch.from_numpy(np.asarray(labels[start:start + count]).astype(np.int64))
 
 
