@@ -26,6 +26,7 @@ from robustkd.data.loader import TensorBatchLoader
 from robustkd.errors import RobustKDError
 from robustkd.evaluate.predictions import collect_logits
 from robustkd.evaluate.suite_file import SuiteFile
+from robustkd.evaluate.suites.adversarial import run_adversarial
 from robustkd.evaluate.suites.calibration import run_calibration
 from robustkd.evaluate.suites.certified import RADII, certify_dataset, summarise_certificates
 from robustkd.evaluate.suites.clean import run_clean
@@ -38,6 +39,7 @@ UNITS = {"abstain_rate": "percent", "n_certified": "images", "top1": "percent", 
 
 
 SUITE_UNITS = {"deepfool_l2_median": "L2 norm in [0, 1] pixel units", "gradient_zero_fraction": "fraction",
+               "foolbox_pgd_gap": "percentage points",
                "pearson": "correlation", "spearman": "correlation", "kendall": "correlation",
                "class_correlation_distance": "Frobenius norm / C", "top5_overlap": "fraction"}
 
@@ -57,7 +59,7 @@ def package_versions() -> dict[str, str]:
     import torchvision
 
     versions = {"torch": torch.__version__, "torchvision": torchvision.__version__}
-    for name in ("robustkd", "numpy", "scipy", "pandas"):
+    for name in ("robustkd", "numpy", "scipy", "pandas", "torchattacks", "foolbox", "pyautoattack", "imagecorruptions"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -170,10 +172,15 @@ def _run_corruption(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
     return metrics, protocol
 
 
+def _run_adversarial(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
+    return run_adversarial(ctx.model, ctx.in_memory_test("adversarial"), params, ctx.device, out)
+
+
 SUITE_RUNNERS: dict[str, Callable[[SuiteContext, Any, Path], SuiteResult]] = {
     "clean": _run_clean, "calibration": _run_calibration, "certified": _run_certified, "corruption": _run_corruption,
+    "adversarial": _run_adversarial,
 }
-RESUMABLE_SUITES = ("certified", "corruption")
+RESUMABLE_SUITES = ("certified", "corruption", "adversarial")
 
 
 def _holdout_logits(ctx: SuiteContext, params: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:

@@ -61,11 +61,36 @@ class CorruptionParams:
     reference: str = ""
 
 
+@dataclass(frozen=True)
+class AdversarialParams:
+    batch_size: int = 200
+    attacks: tuple[str, ...] = ("fgsm", "pgd_linf", "pgd_l2", "cw_l2", "autoattack", "foolbox_pgd_linf", "deepfool_l2")
+    linf_eps_255: float = 8.0
+    linf_step_255: float = 2.0
+    pgd_steps: int = 20
+    random_start: bool = True
+    l2_eps: float = 0.5
+    l2_step: float = 0.1
+    cw_c: float = 1.0
+    cw_kappa: float = 0.0
+    cw_steps: int = 100
+    cw_lr: float = 0.01
+    autoattack_versions: tuple[str, ...] = ("standard",)
+    deepfool_steps: int = 50
+    deepfool_candidates: int = 10
+    deepfool_overshoot: float = 0.02
+    eps_curve_255: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+    masking_examples: int = 100
+    square_queries: int = 1000
+    seed: int = 0
+
+
 SUITE_PARAMS: Registry[type] = Registry("suite")
 SUITE_PARAMS.add("clean", CleanParams)
 SUITE_PARAMS.add("calibration", CalibrationParams)
 SUITE_PARAMS.add("certified", CertifiedParams)
 SUITE_PARAMS.add("corruption", CorruptionParams)
+SUITE_PARAMS.add("adversarial", AdversarialParams)
 
 
 @dataclass(frozen=True)
