@@ -180,19 +180,29 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from robustkd.evaluate.suite_file import SUITE_PARAMS, load_suite
     from robustkd.utils.device import resolve_device
 
-    names = [name for entry in args.suite for name in (SUITE_PARAMS.names() if entry == "all" else [entry])]
+    # "all" runs relations only when there is a teacher to compare with.
+    every = [name for name in SUITE_PARAMS.names() if name != "relations" or args.teacher]
+    names = [name for entry in args.suite for name in (every if entry == "all" else [entry])]
     suites = [load_suite(name) for name in names]
     if args.n_examples is not None and args.n_examples < 1:
         raise RobustKDError(f"--n-examples must be a positive integer, got {args.n_examples}")
     device = resolve_device(args.device)
+    teacher = load_checkpoint(args.teacher, device) if args.teacher else None
     for path in args.checkpoint:
         checkpoint = load_checkpoint(path, device)
+        if teacher is not None and (teacher.meta["dataset"], teacher.meta["num_classes"]) != (
+                checkpoint.meta["dataset"], checkpoint.meta["num_classes"]):
+            raise RobustKDError(f"--teacher: {args.teacher} is a {teacher.meta['dataset']} model with "
+                                f"{teacher.meta['num_classes']} classes; {path} is {checkpoint.meta['dataset']} "
+                                f"with {checkpoint.meta['num_classes']}")
         name = f"{checkpoint.meta['architecture'].replace(':', '_')}-{checkpoint.sha256[:12]}"
         written = evaluate_model(checkpoint.model, name=name, dataset=checkpoint.meta["dataset"], suites=suites,
                                  out_root=args.out, data_dir=resolve_data_dir(args.data_dir), device=device,
                                  n_examples=args.n_examples, model_info=checkpoint.meta,
                                  allow_embedded=args.allow_embedded, overwrite=args.overwrite,
-                                 seed=int(checkpoint.meta.get("seed", 0)))
+                                 seed=int(checkpoint.meta.get("seed", 0)),
+                                 teacher=teacher.model if teacher else None,
+                                 teacher_info={**teacher.meta, "weights_sha256": teacher.sha256} if teacher else None)
         for target in written:
             summary = json.loads((target / "summary.json").read_text())
             shown = ", ".join(f"{k} {v:.4g}" for k, v in summary["metrics"].items() if isinstance(v, float))

@@ -15,7 +15,8 @@ from robustkd.evaluate import attacks as lib
 from robustkd.evaluate.masking import forward_checks
 
 FAST = ('suite = "adversarial"\nbatch_size = 20\npgd_steps = 5\ncw_steps = 10\ndeepfool_steps = 10\n'
-        'masking_examples = 20\nsquare_queries = 50\neps_curve_255 = [2.0, 8.0]\n')
+        'masking_examples = 20\nsquare_queries = 50\neps_curve_255 = [2.0, 8.0]\n'
+        'attacks = ["fgsm", "pgd_linf", "pgd_l2", "cw_l2", "foolbox_pgd_linf", "deepfool_l2"]\n')
 
 
 def _summary(out: Path, suite: str) -> tuple[Path, dict]:
@@ -30,22 +31,21 @@ def test_adversarial_results(checkpoint: Path, tmp_path: Path) -> None:
                  "--out", str(tmp_path)]) == 0
     folder, summary = _summary(tmp_path, "adversarial-first40")
     metrics = summary["metrics"]
-    attacks = ["fgsm", "pgd_linf", "pgd_l2", "cw_l2", "autoattack_standard", "foolbox_pgd_linf", "pgd_linf_eps2"]
+    attacks = ["fgsm", "pgd_linf", "pgd_l2", "cw_l2", "foolbox_pgd_linf", "pgd_linf_eps2"]
     for name in attacks:
         assert 0 <= metrics[f"robust_acc_{name}"] <= metrics["clean_acc"]
     assert metrics["clean_acc"] == pytest.approx(summary["clean_acc"])
     assert metrics["worst_case_linf"] <= min(metrics[f"robust_acc_{n}"] for n in
-                                             ("fgsm", "pgd_linf", "autoattack_standard", "foolbox_pgd_linf"))
+                                             ("fgsm", "pgd_linf", "foolbox_pgd_linf"))
     assert metrics["worst_case_l2"] <= min(metrics["robust_acc_pgd_l2"], metrics["robust_acc_cw_l2"])
     assert metrics["deepfool_l2_median"] > 0 and metrics["gradient_zero_fraction"] == 0
     examples = pd.read_csv(folder / "examples.csv")
     assert len(examples) == 40 * (len(attacks) + 1) + 20  # + deepfool rows + the Square check on 20 inputs
-    linf = examples[examples["attack"].isin(["fgsm", "pgd_linf", "autoattack_standard", "foolbox_pgd_linf"])]
+    linf = examples[examples["attack"].isin(["fgsm", "pgd_linf", "foolbox_pgd_linf"])]
     assert linf["norm"].max() <= 8 / 255 + 1e-5
     assert examples[examples["attack"] == "pgd_l2"]["norm"].max() <= 0.5 + 1e-5
     protocol = summary["protocol"]
-    assert protocol["attacks"]["autoattack_standard"]["library"] == "pyautoattack"
-    assert "apgd-t (9 targets), fab-t (9 targets), square (5000 queries)" in protocol["attacks"]["autoattack_standard"]["protocol"]
+    assert protocol["attacks"]["foolbox_pgd_linf"]["library"] == "foolbox"
     assert protocol["attacks"]["pgd_linf"]["eps"] == pytest.approx(8 / 255) and protocol["pgd_steps"] == 5
     assert summary["package_versions"]["torchattacks"] == "3.5.1" and "foolbox" in summary["package_versions"]
     assert summary["units"]["deepfool_l2_median"].startswith("L2")
@@ -118,3 +118,35 @@ def test_minimum_norm_attacks_count_at_eps() -> None:
     far[0, 0, 0, 0] = 1.0  # L2 norm 1.0 > 0.5
     assert lib.perturbation_norm(far, x, "l2").tolist() == [1.0, 0.0]
     assert lib.perturbation_norm(far, x, "linf").tolist() == [1.0, 0.0]
+
+
+def test_autoattack_uses_the_reference_protocol(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyautoattack with version standard: APGD-T and FAB-T over 9 target classes, Square with 5000 queries."""
+    import pyautoattack
+
+    seen = {}
+
+    def capture(self, x, y, *, batch_size, state_path=None):
+        seen.update(attacks=list(self.attacks_to_run), apgd_t=self.apgd_targeted.n_target_classes,
+                    fab_t=self.fab.n_target_classes, queries=self.square.n_queries, eps=self.epsilon,
+                    iterations=self.apgd.n_iter)
+        return x, y
+
+    monkeypatch.setattr(pyautoattack.AutoAttack, "run_standard_evaluation", capture)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10))
+    lib.autoattack(8 / 255, "standard", "linf", seed=0).run(model, torch.rand(2, 3, 4, 4), torch.tensor([0, 1]))
+    assert seen == {"attacks": ["apgd-ce", "apgd-t", "fab-t", "square"], "apgd_t": 9, "fab_t": 9, "queries": 5000,
+                    "eps": pytest.approx(8 / 255), "iterations": 100}
+
+
+@pytest.mark.slow
+def test_autoattack_end_to_end(checkpoint: Path, tmp_path: Path) -> None:
+    suite = tmp_path / "aa.toml"
+    suite.write_text('suite = "adversarial"\nattacks = ["pgd_linf", "autoattack"]\neps_curve_255 = []\n'
+                     'masking_examples = 10\nsquare_queries = 100\n')
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", str(suite), "--n-examples", "20",
+                 "--out", str(tmp_path)]) == 0
+    _, summary = _summary(tmp_path, "adversarial-first20")
+    metrics = summary["metrics"]
+    assert metrics["robust_acc_autoattack_standard"] <= metrics["clean_acc"]
+    assert metrics["worst_case_linf"] <= metrics["robust_acc_autoattack_standard"]

@@ -42,7 +42,7 @@ def exact_rank(x: torch.Tensor) -> torch.Tensor:
     values = x.contiguous()
     left = torch.searchsorted(ordered, values, right=False)
     right = torch.searchsorted(ordered, values, right=True)
-    return (left + right + 1).float() / 2.0
+    return (left + right + 1).to(x.dtype if x.is_floating_point() else torch.float32) / 2.0
 
 
 class _PairwiseSoftRank(torch.autograd.Function):

@@ -30,6 +30,7 @@ from robustkd.evaluate.suites.adversarial import run_adversarial
 from robustkd.evaluate.suites.calibration import run_calibration
 from robustkd.evaluate.suites.certified import RADII, certify_dataset, summarise_certificates
 from robustkd.evaluate.suites.clean import run_clean
+from robustkd.evaluate.suites.relations import run_relations
 from robustkd.evaluate.suites.corruption import evaluate_cells, resolve_source, summarise_cells
 from robustkd.data.dataset import ImageDataset
 from robustkd.utils.atomic import write_json_atomic
@@ -71,12 +72,15 @@ def evaluate_model(
     model: nn.Module, *, name: str, dataset: str, suites: list[SuiteFile], out_root: Path, data_dir: Path,
     device: torch.device, n_examples: int | None = None, model_info: dict[str, Any] | None = None,
     allow_embedded: bool = False, overwrite: bool = False, seed: int = 0,
+    teacher: nn.Module | None = None, teacher_info: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Run ``suites`` on ``model`` (inputs in [0, 1] -> logits) over the test split of ``dataset``."""
     info = dataset_info(dataset)
     model_info = model_info or {}
     model = model.to(device).eval()
     subset = n_examples is not None
+    if teacher is None and any(suite.name == "relations" for suite in suites):
+        raise RobustKDError("evaluate: the relations suite compares against a teacher; pass --teacher CKPT")
     targets = [out_root / name / (suite.name + (f"-first{n_examples}" if subset else "")) for suite in suites]
     for target in targets:
         if target.exists() and not overwrite:
@@ -87,7 +91,9 @@ def evaluate_model(
     classes = test.dataset.classes if hasattr(test, "dataset") else tuple(str(i) for i in range(info.num_classes))
     context = SuiteContext(model=model, dataset=dataset, test=getattr(test, "dataset", None), logits=logits,
                            labels=labels, classes=classes, device=device, data_dir=data_dir, model_info=model_info,
-                           allow_embedded=allow_embedded, num_classes=info.num_classes)
+                           allow_embedded=allow_embedded, num_classes=info.num_classes,
+                           teacher=teacher.to(device).eval() if teacher is not None else None,
+                           teacher_info=teacher_info or {}, test_loader=test)
     written = []
     for suite, target in zip(suites, targets):
         # Long suites keep their work folder across a killed run and resume; the others start afresh.
@@ -131,6 +137,9 @@ class SuiteContext:
     model_info: dict[str, Any]
     allow_embedded: bool
     num_classes: int
+    teacher: nn.Module | None
+    teacher_info: dict[str, Any]
+    test_loader: Any
 
     def in_memory_test(self, suite: str) -> ImageDataset:
         if self.test is None:
@@ -176,9 +185,22 @@ def _run_adversarial(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
     return run_adversarial(ctx.model, ctx.in_memory_test("adversarial"), params, ctx.device, out)
 
 
+def _run_relations(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
+    teacher_logits, teacher_labels = collect_logits(ctx.teacher, ctx.test_loader, ctx.num_classes)
+    if not torch.equal(teacher_labels, ctx.labels):  # pragma: no cover - same loader, same order
+        raise RobustKDError("relations: teacher and student saw different test images")
+    metrics = run_relations(teacher_logits, ctx.logits, ctx.classes, out)
+    teacher_acc = 100.0 * float(teacher_logits.argmax(1).eq(ctx.labels).double().mean())
+    protocol = {"teacher_sha256": ctx.teacher_info.get("weights_sha256"),
+                "teacher_architecture": ctx.teacher_info.get("architecture"), "teacher_clean_acc": teacher_acc,
+                "logits": "raw logits (no temperature)", "class_correlation_distance": "||R_T - R_S||_F / C"}
+    return metrics, protocol
+
+
 SUITE_RUNNERS: dict[str, Callable[[SuiteContext, Any, Path], SuiteResult]] = {
     "clean": _run_clean, "calibration": _run_calibration, "certified": _run_certified, "corruption": _run_corruption,
     "adversarial": _run_adversarial,
+    "relations": _run_relations,
 }
 RESUMABLE_SUITES = ("certified", "corruption", "adversarial")
 

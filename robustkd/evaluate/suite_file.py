@@ -85,12 +85,18 @@ class AdversarialParams:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class RelationsParams:
+    batch_size: int = 500
+
+
 SUITE_PARAMS: Registry[type] = Registry("suite")
 SUITE_PARAMS.add("clean", CleanParams)
 SUITE_PARAMS.add("calibration", CalibrationParams)
 SUITE_PARAMS.add("certified", CertifiedParams)
 SUITE_PARAMS.add("corruption", CorruptionParams)
 SUITE_PARAMS.add("adversarial", AdversarialParams)
+SUITE_PARAMS.add("relations", RelationsParams)
 
 
 @dataclass(frozen=True)
