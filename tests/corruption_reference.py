@@ -43,16 +43,21 @@ def disk(radius: float, alias_blur: float) -> np.ndarray:
     return cv2.GaussianBlur(aliased, ksize=ksize, sigmaX=alias_blur)
 
 
-def plasma_fractal(mapsize: int, wibbledecay: float, uniforms: list[np.ndarray] | None = None) -> np.ndarray:
-    """Diamond-square; ``uniforms`` replaces the U(-1, 1) draws (scaled by wibble) in order."""
+def plasma_fractal(mapsize: int, wibbledecay: float, uniforms: np.ndarray | None = None) -> np.ndarray:
+    """Diamond-square; ``uniforms`` (flat) replaces the U(-1, 1) draws (scaled by wibble), consumed in order."""
     maparray = np.empty((mapsize, mapsize), dtype=np.float64)
     maparray[0, 0] = 0
     stepsize = mapsize
     wibble = 100.0
-    supply = iter(uniforms) if uniforms is not None else None
+    position = 0
 
     def wibbledmean(array: np.ndarray) -> np.ndarray:
-        noise = next(supply) * wibble if supply is not None else np.random.uniform(-wibble, wibble, array.shape)
+        nonlocal position
+        if uniforms is None:
+            noise = np.random.uniform(-wibble, wibble, array.shape)
+        else:
+            noise = uniforms[position:position + array.size].reshape(array.shape) * wibble
+            position += array.size
         return array / 4 + wibble * noise
 
     while stepsize >= 2:
@@ -191,7 +196,8 @@ def reference(name: str, image: np.ndarray, c: Any, draws: dict[str, np.ndarray]
             frost = texture[top:top + size, left:left + size][..., [2, 1, 0]]
         out = np.clip(c[0] * image.astype(np.float64) + c[1] * frost, 0, 255)
     elif name == "fog":
-        plasma = d["plasma"] if d else plasma_fractal(32 if size == 32 else 256, c[1])[:size, :size]
+        mapsize = 32 if size == 32 else 256
+        plasma = plasma_fractal(mapsize, c[1], d["unit_draws"] if d else None)[:size, :size]
         max_val = x.max()
         y = x + c[0] * plasma[..., np.newaxis]
         out = np.clip(y * max_val / (max_val + c[0]), 0, 1) * 255

@@ -16,7 +16,7 @@ from robustkd.cli import main
 from robustkd.corruptions.catalog import BENCHMARK_CORRUPTIONS, PROFILES
 from robustkd.corruptions.engine import CORRUPTIONS, apply_with_draws, corrupt, draw_batch
 from robustkd.corruptions.layout import read_severity_block, write_corruption_npy, write_labels_npy
-from robustkd.corruptions.plasma import plasma_fractal
+from robustkd.corruptions.plasma import plasma_draw_count, plasma_fractal, replay_uniform
 from robustkd.data.embedded import load_embedded_cifar100
 from robustkd.errors import RobustKDError
 from robustkd.evaluate.corruption_metrics import ALEXNET_IMAGENET_C, corruption_summary
@@ -67,19 +67,12 @@ def test_imagenet_glass_blur_matches_the_reference() -> None:
 
 
 def test_plasma_fractal_matches_the_reference_draw_for_draw() -> None:
-    generator = torch.Generator().manual_seed(5)
-    unit_draws: list[np.ndarray] = []
-
-    def recording_uniform(shape: tuple[int, ...], bound: float) -> torch.Tensor:
-        unit = torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1
-        unit_draws.append(unit.numpy().copy())
-        return unit * bound
-
-    ours = plasma_fractal(32, 2.5, recording_uniform).numpy()
-    theirs = reference_plasma(32, 2.5, unit_draws)
-    assert len(unit_draws) == 15  # 5 scales x (square + 2 diamond steps)
-    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
-    assert ours.min() == 0.0 and ours.max() == 1.0
+    draws = torch.rand(3, plasma_draw_count(32), generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 2 - 1
+    ours = plasma_fractal(32, 2.5, replay_uniform(draws)).numpy()
+    assert ours.shape == (3, 32, 32) and plasma_draw_count(32) == 3 * (1 + 4 + 16 + 64 + 256)
+    for i in range(3):  # batched maps equal the per-image reference, draw for draw
+        np.testing.assert_allclose(ours[i], reference_plasma(32, 2.5, draws[i].numpy()), rtol=0, atol=1e-12)
+        assert ours[i].min() == 0.0 and ours[i].max() == 1.0
 
 
 def test_draws_follow_the_scripts_distributions(cifar_images: torch.Tensor) -> None:

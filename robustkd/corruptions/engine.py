@@ -21,7 +21,7 @@ from torch import Tensor
 from robustkd.corruptions import filters
 from robustkd.corruptions.catalog import CorruptionProfile, check_corruption, profile_for_size
 from robustkd.corruptions.frost import frost_textures
-from robustkd.corruptions.plasma import plasma_fractal, torch_uniform
+from robustkd.corruptions.plasma import plasma_draw_count, plasma_fractal, replay_uniform
 from robustkd.errors import RobustKDError
 
 Draws = dict[str, Tensor]
@@ -72,7 +72,7 @@ def _apply_speckle_noise(x: Tensor, c: float, profile: CorruptionProfile, draws:
 
 
 def _draw_shot_noise(image: Tensor, c: float, profile: CorruptionProfile, generator: torch.Generator) -> Draws:
-    rate = image.double() / 255.0 * c
+    rate = image.float() / 255.0 * c
     return {"counts": torch.poisson(rate, generator=generator).float()}
 
 
@@ -125,7 +125,15 @@ def _apply_glass_blur(x: Tensor, c: tuple[float, int, int], profile: CorruptionP
     flat = blurred.reshape(b, ch, h * w).clone()
     positions = _glass_positions(h, delta)
     offsets = draws["offsets"]
+    targets = torch.tensor([row * w + col for row, col in positions], device=x.device)
     for iteration in range(iterations):
+        if delta == 1:
+            # Offsets in {-1, 0} point up/left, to pixels not yet visited in this pass (bottom-right to
+            # top-left): every copy reads the pass's input, so the whole pass is one gather.
+            sources = targets + offsets[:, iteration, :, 1] * w + offsets[:, iteration, :, 0]
+            gathered = flat.gather(2, sources.unsqueeze(1).expand(b, ch, -1))
+            flat[:, :, targets] = gathered
+            continue
         for step, (row, col) in enumerate(positions):
             dx = offsets[:, iteration, step, 0]
             dy = offsets[:, iteration, step, 1]
@@ -198,15 +206,17 @@ def _apply_frost(x: Tensor, c: tuple[float, float], profile: CorruptionProfile, 
 
 def _draw_fog(image: Tensor, c: tuple[float, float], profile: CorruptionProfile,
               generator: torch.Generator) -> Draws:
-    size = image.shape[-1]
-    plasma = plasma_fractal(profile.plasma_size, float(c[1]), torch_uniform(generator))
-    return {"plasma": plasma[:size, :size].float()}
+    """The plasma's U(-1, 1) draws, all steps concatenated (the map itself is built batched in ``apply``)."""
+    return {"unit_draws": torch.rand(plasma_draw_count(profile.plasma_size), generator=generator,
+                                     dtype=torch.float64) * 2 - 1}
 
 
 def _apply_fog(x: Tensor, c: tuple[float, float], profile: CorruptionProfile, draws: Draws) -> Tensor:
+    size = x.shape[-1]
+    plasma = plasma_fractal(profile.plasma_size, float(c[1]), replay_uniform(draws["unit_draws"]))
     unit = _to_unit(x)
     max_value = unit.amax(dim=(1, 2, 3), keepdim=True)
-    unit = unit + c[0] * draws["plasma"].unsqueeze(1)
+    unit = unit + c[0] * plasma[:, :size, :size].to(unit.dtype).unsqueeze(1)
     return _from_unit(unit * max_value / (max_value + c[0]))
 
 
@@ -273,12 +283,11 @@ def _apply_elastic(x: Tensor, c: tuple[float, float, float], profile: Corruption
     source = elastic_source_points(h).to(x.device).expand(b, 3, 2)
     matrix = filters.affine_from_points(source, source + draws["affine"])
     unit = filters.warp_affine_reflect101(unit, matrix)
-    dx = (filters.gaussian_blur(draws["dx"], sigma, mode="reflect", truncate=3) * alpha).float()
-    dy = (filters.gaussian_blur(draws["dy"], sigma, mode="reflect", truncate=3) * alpha).float()
-    rows = torch.arange(h, device=x.device, dtype=torch.float64).view(1, h, 1) + dy.double()
-    cols = torch.arange(w, device=x.device, dtype=torch.float64).view(1, 1, w) + dx.double()
-    sampled = filters.bilinear_sample(unit.double(), rows, cols, "reflect")
-    return _from_unit(sampled.to(x.dtype))
+    dx = filters.gaussian_blur(draws["dx"].float(), sigma, mode="reflect", truncate=3) * alpha
+    dy = filters.gaussian_blur(draws["dy"].float(), sigma, mode="reflect", truncate=3) * alpha
+    rows = torch.arange(h, device=x.device, dtype=dy.dtype).view(1, h, 1) + dy
+    cols = torch.arange(w, device=x.device, dtype=dx.dtype).view(1, 1, w) + dx
+    return _from_unit(filters.bilinear_sample(unit, rows, cols, "reflect"))
 
 
 CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in (
@@ -314,6 +323,8 @@ def draw_batch(images: Tensor, name: str, severity: int, *, seed: int, first_ind
     """The draws of each image of a CPU uint8 batch, stacked along a new first dimension."""
     corruption = CORRUPTIONS[name]
     parameter = profile.parameter(name, severity)
+    if corruption.draw is _no_draws:
+        return {}
     per_image = []
     generator = torch.Generator()
     for offset, image in enumerate(images):

@@ -38,13 +38,43 @@ def border_indices(n: int, pad: int, mode: str, device: torch.device) -> Tensor:
     raise ValueError(f"border mode {mode!r}; expected nearest, reflect or reflect101")
 
 
+def pad_axis(x: Tensor, pad: int, mode: str, dim: int) -> Tensor:
+    """``x`` extended by ``pad`` samples on both sides of ``dim`` by ``border_indices``' rule ``mode``.
+
+    Slices and flips when the pad is shorter than the axis (much faster than an index gather on the
+    last axis); the general index rule otherwise.
+    """
+    n = x.shape[dim]
+    if pad == 0:
+        return x
+    if pad >= n - 1:
+        return x.index_select(dim, border_indices(n, pad, mode, x.device))
+    if mode == "nearest":
+        shape = list(x.shape)
+        shape[dim] = pad
+        left, right = x.narrow(dim, 0, 1).expand(shape), x.narrow(dim, n - 1, 1).expand(shape)
+    elif mode == "reflect":
+        left, right = x.narrow(dim, 0, pad).flip(dim), x.narrow(dim, n - pad, pad).flip(dim)
+    elif mode == "reflect101":
+        left, right = x.narrow(dim, 1, pad).flip(dim), x.narrow(dim, n - 1 - pad, pad).flip(dim)
+    else:
+        raise ValueError(f"border mode {mode!r}; expected nearest, reflect or reflect101")
+    return torch.cat((left, x, right), dim)
+
+
 def correlate1d(x: Tensor, weights: Tensor, dim: int, mode: str) -> Tensor:
     """Correlate ``x`` along ``dim`` (-1 or -2) with an odd-length kernel centred on its middle tap."""
     radius = (weights.numel() - 1) // 2
     if radius == 0:
         return x * weights.to(x.dtype)
     n = x.shape[dim]
-    padded = x.index_select(dim, border_indices(n, radius, mode, x.device))
+    padded = pad_axis(x, radius, mode, dim)
+    if weights.numel() <= 15:  # a few shifted, weighted copies beat conv1d's per-row calls
+        taps = weights.tolist()
+        out = padded.narrow(dim, 0, n) * taps[0]
+        for offset, weight in enumerate(taps[1:], start=1):
+            out = out + padded.narrow(dim, offset, n) * weight
+        return out
     moved = padded.movedim(dim, -1)
     flat = moved.reshape(-1, 1, moved.shape[-1])
     out = F.conv1d(flat, weights.to(device=x.device, dtype=x.dtype).view(1, 1, -1))
@@ -73,12 +103,14 @@ def gaussian_blur(x: Tensor, sigma: float, mode: str = "nearest", truncate: floa
 def filter2d_reflect101(x: Tensor, kernel: Tensor) -> Tensor:
     """cv2.filter2D(x, -1, kernel) per channel of (B, C, H, W): correlation, BORDER_REFLECT_101."""
     kh, kw = kernel.shape
-    rows = border_indices(x.shape[-2], kh // 2, "reflect101", x.device)
-    cols = border_indices(x.shape[-1], kw // 2, "reflect101", x.device)
-    padded = x.index_select(-2, rows).index_select(-1, cols)
-    channels = x.shape[1]
-    weight = kernel.to(device=x.device, dtype=x.dtype).expand(channels, 1, kh, kw)
-    return F.conv2d(padded, weight, groups=channels)
+    padded = pad_axis(pad_axis(x, kh // 2, "reflect101", -2), kw // 2, "reflect101", -1)
+    # Large kernels by FFT: the circular convolution of the padded image equals the correlation on
+    # the un-wrapped (valid) region, which is exactly the output.
+    ph, pw = padded.shape[-2:]
+    flipped = torch.flip(kernel.to(device=x.device, dtype=torch.float32), dims=(0, 1))
+    spectrum = torch.fft.rfft2(padded.float(), s=(ph, pw)) * torch.fft.rfft2(flipped, s=(ph, pw))
+    full = torch.fft.irfft2(spectrum, s=(ph, pw))
+    return full[..., kh - 1:, kw - 1:].to(x.dtype)
 
 
 @lru_cache(maxsize=None)

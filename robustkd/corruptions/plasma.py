@@ -8,24 +8,41 @@ import torch
 from torch import Tensor
 
 UniformSource = Callable[[tuple[int, ...], float], Tensor]
-"""``uniform(shape, bound)`` -> float64 tensor of draws from U(-bound, bound)."""
+"""``uniform(shape, bound)`` -> float64 draws from U(-bound, bound) of ``shape`` (batch dimensions first)."""
 
 
-def torch_uniform(generator: torch.Generator) -> UniformSource:
+def plasma_draw_count(mapsize: int) -> int:
+    """How many U(-1, 1) draws one map consumes: per scale, a square and two diamond steps."""
+    count, step = 0, mapsize
+    while step >= 2:
+        count += 3 * (mapsize // step) ** 2
+        step //= 2
+    return count
+
+
+def replay_uniform(unit_draws: Tensor) -> UniformSource:
+    """A source that hands out given U(-1, 1) draws (B, plasma_draw_count) in order, scaled by ``bound``."""
+    position = 0
+
     def draw(shape: tuple[int, ...], bound: float) -> Tensor:
-        return (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+        nonlocal position
+        size = shape[-2] * shape[-1]
+        values = unit_draws[:, position:position + size].reshape(len(unit_draws), *shape[-2:])
+        position += size
+        return values * bound
     return draw
 
 
 def plasma_fractal(mapsize: int, wibble_decay: float, uniform: UniformSource) -> Tensor:
-    """A (mapsize, mapsize) float64 height map in [0, 1]; ``mapsize`` a power of two.
+    """(B, mapsize, mapsize) float64 height maps in [0, 1]; ``mapsize`` a power of two.
 
     Same steps and draw order as the reference: per scale, a square step and two diamond steps, each
     adding ``wibble * U(-wibble, wibble)`` (wibble starts at 100 and is divided by ``wibble_decay``).
+    The batch size is read from the first draw.
     """
     if mapsize & (mapsize - 1):
         raise ValueError(f"plasma mapsize must be a power of two, got {mapsize}")
-    grid = torch.zeros(mapsize, mapsize, dtype=torch.float64)
+    grid: Tensor | None = None
     step = mapsize
     wibble = 100.0
 
@@ -34,19 +51,24 @@ def plasma_fractal(mapsize: int, wibble_decay: float, uniform: UniformSource) ->
 
     while step >= 2:
         half = step // 2
-        corners = grid[0:mapsize:step, 0:mapsize:step]
-        square = corners + torch.roll(corners, shifts=-1, dims=0)
-        square = square + torch.roll(square, shifts=-1, dims=1)
-        grid[half:mapsize:step, half:mapsize:step] = wibbled_mean(square)
-
-        centres = grid[half:mapsize:step, half:mapsize:step]
-        corners = grid[0:mapsize:step, 0:mapsize:step]
-        left = (centres + torch.roll(centres, shifts=1, dims=0)) + (corners + torch.roll(corners, shifts=-1, dims=1))
-        grid[0:mapsize:step, half:mapsize:step] = wibbled_mean(left)
-        top = (centres + torch.roll(centres, shifts=1, dims=1)) + (corners + torch.roll(corners, shifts=-1, dims=0))
-        grid[half:mapsize:step, 0:mapsize:step] = wibbled_mean(top)
+        if grid is None:
+            first = wibbled_mean(torch.zeros(1, 1, 1, dtype=torch.float64))
+            grid = torch.zeros(first.shape[0], mapsize, mapsize, dtype=torch.float64, device=first.device)
+            grid[:, half::step, half::step] = first
+        else:
+            corners = grid[:, 0::step, 0::step]
+            square = corners + torch.roll(corners, shifts=-1, dims=1)
+            square = square + torch.roll(square, shifts=-1, dims=2)
+            grid[:, half::step, half::step] = wibbled_mean(square)
+        centres = grid[:, half::step, half::step]
+        corners = grid[:, 0::step, 0::step]
+        left = (centres + torch.roll(centres, shifts=1, dims=1)) + (corners + torch.roll(corners, shifts=-1, dims=2))
+        grid[:, 0::step, half::step] = wibbled_mean(left)
+        top = (centres + torch.roll(centres, shifts=1, dims=2)) + (corners + torch.roll(corners, shifts=-1, dims=1))
+        grid[:, half::step, 0::step] = wibbled_mean(top)
         step //= 2
         wibble /= wibble_decay
 
-    grid -= grid.min()
-    return grid / grid.max()
+    flat = grid.flatten(1)
+    flat = flat - flat.min(1, keepdim=True).values
+    return (flat / flat.max(1, keepdim=True).values).view_as(grid)
