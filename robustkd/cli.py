@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--allow-embedded", action="store_true", help="fall back to the embedded CIFAR-100 subset")
     evaluate.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     evaluate.add_argument("--overwrite", action="store_true", help="replace existing results of the same suite")
+    evaluate.add_argument("--db", type=Path, default=None,
+                          help="record results in this SQLite file (default: <out>/robustkd.db)")
+    evaluate.add_argument("--no-db", action="store_true", help="do not record results in a database")
 
     corrupt = commands.add_parser("corrupt", help="write a generated CIFAR-C style set (official .npy layout)")
     corrupt.add_argument("--dataset", required=True, help="cifar100, cifar10 or synthetic (32x32 test images)")
@@ -113,6 +116,29 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--data-dir", help="data directory (default: $ROBUSTKD_DATA, else ./data)")
     corrupt.add_argument("--allow-embedded", action="store_true", help="fall back to the embedded CIFAR-100 subset")
     corrupt.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+
+    results = commands.add_parser("results", help="the results database: import existing result directories")
+    results.add_argument("action", choices=["import"])
+    results.add_argument("paths", type=Path, nargs="+", help="result directories or folders holding them")
+    results.add_argument("--db", type=Path, default=None, help="SQLite file (default: results/robustkd.db)")
+
+    board = commands.add_parser("leaderboard", help="print or export the leaderboard from the results database")
+    board.add_argument("action", nargs="?", choices=["show", "export"], default="show")
+    board.add_argument("--db", type=Path, default=None, help="SQLite file (default: results/robustkd.db)")
+    board.add_argument("--sort", help="column to sort by (e.g. corruption_acc, ece, pgd_acc)")
+    board.add_argument("--ascending", action="store_true", help="sort ascending (default: best first)")
+    board.add_argument("--dataset", help="only this dataset")
+    board.add_argument("--method", help="only this method (ce, kd, dist, cmkd, teacher)")
+    board.add_argument("--teacher", help="only students of this teacher (sha256 prefix)")
+    board.add_argument("--radius", type=float, default=0.25, help="certified-accuracy radius column (default 0.25)")
+    board.add_argument("--format", default="csv", help="export: csv, json, md or html")
+    board.add_argument("--out", type=Path, help="export: output file")
+    board.add_argument("--grid-out", type=Path, help="export: also write the per-model 15x5 corruption table (CSV)")
+
+    report = commands.add_parser("report", help="write the self-contained HTML report")
+    report.add_argument("--out", type=Path, default=Path("report.html"))
+    report.add_argument("--db", type=Path, default=None, help="SQLite file (default: results/robustkd.db)")
+    report.add_argument("--radius", type=float, default=0.25)
 
     info = commands.add_parser("info", help="print a checkpoint's sidecar after verifying its weights")
     info.add_argument("checkpoint", type=Path)
@@ -204,6 +230,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                                  teacher=teacher.model if teacher else None,
                                  teacher_info={**teacher.meta, "weights_sha256": teacher.sha256} if teacher else None)
         for target in written:
+            if not args.no_db:
+                _record(args.db or args.out / "robustkd.db", target)
             summary = json.loads((target / "summary.json").read_text())
             shown = ", ".join(f"{k} {v:.4g}" for k, v in summary["metrics"].items() if isinstance(v, float))
             print(f"{target}: {shown}{' (subset)' if summary['subset'] else ''}")
@@ -236,6 +264,68 @@ def _run_corrupt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record(db: Path, result_dir: Path) -> None:
+    from robustkd.results.store import record_result
+
+    outcome = record_result(db, result_dir)
+    verb = f"replaced its {outcome.replaced} earlier rows with" if outcome.replaced else "added"
+    print(f"{db}: {verb} {outcome.rows} rows for {result_dir}")
+
+
+def _default_db(db: Path | None) -> Path:
+    from robustkd.results.store import DEFAULT_DB
+
+    return db or DEFAULT_DB
+
+
+def _run_results(args: argparse.Namespace) -> int:
+    from robustkd.results.store import find_result_dirs
+
+    found = list(find_result_dirs(args.paths))
+    if not found:
+        raise RobustKDError(f"results import: no result directories (with summary.json) under {', '.join(map(str, args.paths))}")
+    for result_dir in found:
+        _record(_default_db(args.db), result_dir)
+    return 0
+
+
+def _run_leaderboard(args: argparse.Namespace) -> int:
+    from robustkd.results.export import export_corruption_grid, export_leaderboard
+    from robustkd.results.leaderboard import build_leaderboard, corruption_grid, display_table, filter_and_sort
+    from robustkd.results.store import read_results
+
+    results = read_results(_default_db(args.db))
+    table = filter_and_sort(build_leaderboard(results, args.radius), dataset=args.dataset, method=args.method,
+                            teacher=args.teacher, sort=args.sort, ascending=True if args.ascending else None,
+                            radius=args.radius)
+    if args.action == "show":
+        if args.out or args.grid_out:
+            raise RobustKDError("--out/--grid-out belong to 'robustkd leaderboard export'")
+        import pandas as pd
+
+        with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 40):
+            print(display_table(table, args.radius).to_string(index=False))
+        return 0
+    if args.out is None:
+        raise RobustKDError("leaderboard export needs --out FILE")
+    export_leaderboard(table, args.format, args.out, args.radius)
+    print(f"wrote {args.out} ({len(table)} models, {args.format})")
+    if args.grid_out:
+        export_corruption_grid(corruption_grid(results), args.grid_out)
+        print(f"wrote {args.grid_out} (corruption accuracy per model, corruption and severity)")
+    return 0
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from robustkd.results.report import render_report
+    from robustkd.results.store import read_results
+    from robustkd.utils.atomic import write_text_atomic
+
+    write_text_atomic(args.out, render_report(read_results(_default_db(args.db)), args.radius))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _run_info(args: argparse.Namespace) -> int:
     from robustkd.checkpoint import load_checkpoint
 
@@ -253,7 +343,8 @@ def _run_models(_: argparse.Namespace) -> int:
 
 
 HANDLERS = {"train": _run_train, "distill": _run_distill, "evaluate": _run_evaluate, "corrupt": _run_corrupt,
-            "info": _run_info, "models": _run_models}
+            "results": _run_results, "leaderboard": _run_leaderboard, "report": _run_report, "info": _run_info,
+            "models": _run_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The main job: train (or reuse) a teacher on CIFAR-100 and report its clean accuracy.
-# Later stages (distilled students, evaluation suites, leaderboard) extend this script.
+# The main job: train (or reuse) a teacher, distil ce, kd, dist and cmkd students from it, run every
+# evaluation suite, fill the results database, and write the leaderboard CSV and the HTML report.
 #
 #   scripts/train_and_eval.sh [--profile quick|paper] [--data-dir DIR] [--device DEV] [--runs-dir DIR]
+#                             [--results-dir DIR]
 #
-# quick: resnet20 teacher, 8 epochs of the `quick` recipe on the first 25,000 training images (a marked
-#        subset: 250 per class in class-balanced copies) - about 7 minutes on 2 CPU cores.
-# paper: resnet32x4 teacher, the standard 240-epoch protocol on the full training set - a GPU job.
-# Resumable: started again, it continues an interrupted run and reuses a finished one.
+# quick: a 2-core-CPU budget (about 25 minutes with the real CIFAR-100): resnet20 teacher (8 epochs on the
+#        first 25,000 training images), resnet8 students (5 epochs on the first 15,000), clean/calibration/
+#        relations on the full test set, corruption on the first 1,000 test images, adversarial on the
+#        first 200, certified (n = 2,000 samples) on every 5th of the first 100. Subsets are marked as such
+#        in every result, the database, the leaderboard and the report.
+# paper: resnet32x4 teacher and resnet8x4 students with the 240-epoch protocol, every suite on the full
+#        test set with eval_suites/*.toml (certified on every 20th image at n = 100,000): a GPU job.
+# Resumable: started again, it continues interrupted training and evaluation and skips finished stages.
 # With no CIFAR-100 on disk and no network it falls back to the embedded subset and says so.
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,37 +20,126 @@ profile=quick
 data_dir="${ROBUSTKD_DATA:-$REPO_ROOT/data}"
 device=auto
 runs_dir="$REPO_ROOT/runs"
+results_dir=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) profile="$2"; shift 2 ;;
         --data-dir) data_dir="$2"; shift 2 ;;
         --device) device="$2"; shift 2 ;;
         --runs-dir) runs_dir="$2"; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-        *) echo "train_and_eval.sh: unknown argument '$1'; expected --profile, --data-dir, --device or --runs-dir" >&2; exit 2 ;;
+        --results-dir) results_dir="$2"; shift 2 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        *) echo "train_and_eval.sh: unknown argument '$1'; expected --profile, --data-dir, --device, --runs-dir or --results-dir" >&2; exit 2 ;;
     esac
 done
+suites_dir="$REPO_ROOT/eval_suites"
 case "$profile" in
-    quick) teacher=resnet20; teacher_args=(--recipe quick --epochs 8 --milestones 5,7 --train-limit 25000) ;;
-    paper) teacher=resnet32x4; teacher_args=(--recipe paper) ;;
+    quick)
+        teacher=resnet20; teacher_args=(--recipe quick --epochs 8 --milestones 5,7 --train-limit 25000)
+        student=resnet8; student_args=(--recipe quick --epochs 5 --milestones 3,4 --train-limit 15000 --eval-every 5)
+        n_corruption=(--n-examples 1000); n_adversarial=(--n-examples 200); n_certified=(--n-examples 100)
+        adversarial_suite="$suites_dir/quick/adversarial.toml"; certified_suite="$suites_dir/quick/certified.toml" ;;
+    paper)
+        teacher=resnet32x4; teacher_args=(--recipe paper)
+        student=resnet8x4; student_args=(--recipe paper)
+        n_corruption=(); n_adversarial=(); n_certified=()
+        adversarial_suite="$suites_dir/adversarial.toml"; certified_suite="$REPO_ROOT/eval_suites/paper_certified.toml" ;;
     *) echo "train_and_eval.sh: --profile must be quick or paper, got '$profile'" >&2; exit 2 ;;
 esac
+results_dir="${results_dir:-$REPO_ROOT/results/$profile}"
+db="$results_dir/robustkd.db"
+methods=(ce kd dist cmkd)
 
 VENV="$(bash "$REPO_ROOT/scripts/setup_env.sh")"
 robustkd="$VENV/bin/robustkd"
-run="$runs_dir/$profile/teacher-$teacher"
+started=$SECONDS
+teacher_run="$runs_dir/$profile/teacher-$teacher"
+common=(--data-dir "$data_dir" --allow-embedded --device "$device")
 
-echo "[1/1] teacher $teacher ($profile profile) -> $run"
-if [ -d "$run/state" ]; then
-    "$robustkd" train --run-dir "$run" --resume --data-dir "$data_dir" --allow-embedded --device "$device"
-else
-    "$robustkd" train --model "$teacher" "${teacher_args[@]}" --run-dir "$run" --data-dir "$data_dir" --allow-embedded --device "$device"
-fi
-"$VENV/bin/python" - "$run/model.json" <<'PY'
+finished() {  # finished RUN_DIR EPOCHS: the run holds its final checkpoint
+    [ -f "$1/model.json" ] && "$VENV/bin/python" -c "import json,sys; sys.exit(json.load(open('$1/model.json'))['epoch'] < $2)"
+}
+epochs_of() { "$VENV/bin/python" -c "import json; print(json.load(open('$1/config.json'))['epochs'])"; }
+
+# ---- the plan: what is done and what remains ----
+stages=("teacher $teacher" $(for m in "${methods[@]}"; do echo "student-$m"; done) "evaluate" "leaderboard+report")
+echo "train_and_eval.sh ($profile): ${#stages[@]} stages; runs in $runs_dir/$profile, results in $results_dir"
+status() { if [ "$1" = 1 ]; then echo "done"; else echo "to do"; fi; }
+t_done=0; [ -f "$teacher_run/config.json" ] && finished "$teacher_run" "$(epochs_of "$teacher_run")" && t_done=1
+echo "  [1] teacher $teacher: $(status $t_done)"
+i=2
+for m in "${methods[@]}"; do
+    s_done=0; r="$runs_dir/$profile/student-$m"
+    [ -f "$r/config.json" ] && finished "$r" "$(epochs_of "$r")" && s_done=1
+    echo "  [$i] student $student ($m): $(status $s_done)"; i=$((i + 1))
+done
+echo "  [$i] evaluation suites (finished results are kept)"; echo "  [$((i + 1))] leaderboard and report"
+
+train_or_resume() {  # train_or_resume RUN_DIR COMMAND ARGS...: resume an interrupted run, skip a finished one
+    local run="$1"; shift
+    if [ -f "$run/config.json" ] && finished "$run" "$(epochs_of "$run")"; then
+        echo "    finished already: $run"
+    elif [ -d "$run/state" ]; then
+        "$robustkd" "$1" --run-dir "$run" --resume "${common[@]}"
+    else
+        rm -rf "$run"  # a run that died before its first checkpoint has nothing to resume
+        "$robustkd" "$@" --run-dir "$run" "${common[@]}"
+    fi
+}
+
+echo "[1/${#stages[@]}] teacher $teacher -> $teacher_run ($(( (SECONDS - started) / 60 )) min elapsed)"
+train_or_resume "$teacher_run" train --model "$teacher" "${teacher_args[@]}"
+
+i=2
+for m in "${methods[@]}"; do
+    run="$runs_dir/$profile/student-$m"
+    echo "[$i/${#stages[@]}] student $student distilled with $m -> $run ($(( (SECONDS - started) / 60 )) min elapsed)"
+    train_or_resume "$run" distill --teacher "$teacher_run" --student "$student" --method "$m" "${student_args[@]}"
+    i=$((i + 1))
+done
+
+echo "[$i/${#stages[@]}] evaluation suites -> $results_dir ($(( (SECONDS - started) / 60 )) min elapsed)"
+evaluate() {  # evaluate CHECKPOINT SUITE_NAME SUITE_FILE [args...]: skip a finished result
+    local checkpoint="$1" name="$2" suite="$3"; shift 3
+    if "$VENV/bin/python" - "$checkpoint" "$results_dir" "$name" "$@" <<'PY'
 import json, sys
-meta = json.load(open(sys.argv[1]))
-m = meta["metrics"]
-print(f"teacher {meta['architecture']}: clean top-1 {m['test_top1']:.2f}%, top-5 {m['test_top5']:.2f}% "
-      f"on {m['test_n']} test images; trained on {meta['n_train']} images from {meta['data_source']}")
-print(f"checkpoint: {sys.argv[1]}")
+from pathlib import Path
+meta = json.load(open(Path(sys.argv[1]) / "model.json"))
+folder = f"{meta['architecture'].replace(':', '_')}-{meta['weights_sha256'][:12]}"
+args = sys.argv[4:]
+n = args[args.index("--n-examples") + 1] if "--n-examples" in args else None
+target = Path(sys.argv[2]) / folder / (sys.argv[3] + (f"-first{n}" if n else ""))
+sys.exit(0 if (target / "summary.json").is_file() else 1)
 PY
+    then
+        echo "    $name for $(basename "$checkpoint"): finished already"
+    else
+        echo "    $name for $(basename "$checkpoint") ($(( (SECONDS - started) / 60 )) min elapsed)"
+        "$robustkd" evaluate --checkpoint "$checkpoint" --suite "$suite" --out "$results_dir" --db "$db" \
+            --data-dir "$data_dir" --allow-embedded --device "$device" "$@"
+    fi
+}
+models=("$teacher_run")
+for m in "${methods[@]}"; do models+=("$runs_dir/$profile/student-$m"); done
+for model in "${models[@]}"; do
+    evaluate "$model" clean clean
+    evaluate "$model" calibration calibration
+    if [ "$model" != "$teacher_run" ]; then
+        evaluate "$model" relations relations --teacher "$teacher_run"
+    fi
+    evaluate "$model" corruption corruption "${n_corruption[@]}"
+    evaluate "$model" adversarial "$adversarial_suite" "${n_adversarial[@]}"
+    evaluate "$model" certified "$certified_suite" "${n_certified[@]}"
+done
+
+echo "[$((i + 1))/${#stages[@]}] leaderboard and report ($(( (SECONDS - started) / 60 )) min elapsed)"
+"$robustkd" results import "$results_dir" --db "$db" > /dev/null  # idempotent: replaces, never duplicates
+"$robustkd" leaderboard --db "$db"
+"$robustkd" leaderboard export --db "$db" --format csv --out "$results_dir/leaderboard.csv" \
+    --grid-out "$results_dir/corruption_grid.csv"
+"$robustkd" leaderboard export --db "$db" --format md --out "$results_dir/leaderboard.md"
+"$robustkd" report --db "$db" --out "$results_dir/report.html"
+echo "done in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
+echo "leaderboard: $results_dir/leaderboard.csv"
+echo "report:      $results_dir/report.html"
+echo "database:    $db"

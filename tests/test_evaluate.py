@@ -75,7 +75,8 @@ def test_inputs_outside_unit_range_and_wrong_output_sizes_are_refused() -> None:
 def test_certified_suite_resumes_without_redoing_finished_images(checkpoint: Path, tmp_path: Path) -> None:
     def suite(max_images: int) -> Path:
         path = tmp_path / f"certified{max_images}.toml"
-        path.write_text(f'suite = "certified"\nsigma = 0.25\nn0 = 10\nn = 200\nbatch_size = 100\nmax = {max_images}\nskip = 7\n')
+        path.write_text(f'suite = "certified"\nsigma = 0.25\nn0 = 10\nn = 200\nbatch_size = 100\nmax = {max_images}\nskip = 7\n'
+                        'predict_n = 200\n')
         return path
 
     out = tmp_path / "results"
@@ -94,5 +95,6 @@ def test_certified_suite_resumes_without_redoing_finished_images(checkpoint: Pat
     summary = json.loads((finished / "summary.json").read_text())
     metrics = summary["metrics"]
     assert metrics["n_certified"] == 5 and 0 <= metrics["certified_acc_r0.00"] <= 100
+    assert 0 <= metrics["smoothed_acc"] <= 100 and 0 <= metrics["predict_abstain_rate"] <= 100
     assert metrics["certified_acc_r0.00"] >= metrics["certified_acc_r0.50"] >= metrics["certified_acc_r1.50"]
     assert (finished / "certified_accuracy.png").is_file() and summary["units"]["certified_acc_r0.25"] == "percent"

@@ -47,8 +47,8 @@ def read_severity_block(folder: Path, corruption: str, severity: int, limit: int
     per_severity = images.shape[0] // 5
     count = per_severity if limit is None else min(limit, per_severity)
     start = (severity - 1) * per_severity
-    block = torch.from_numpy(np.array(images[start:start + count])).permute(0, 3, 1, 2)
-    return block.contiguous(), torch.from_numpy(np.asarray(labels[start:start + count]).astype(np.int64))
+    block = torch.from_numpy(np.array(images[start:start + count])).permute(0, 3, 1, 2)  # channels_last strides
+    return block, torch.from_numpy(np.asarray(labels[start:start + count]).astype(np.int64))
 
 
 def write_corruption_npy(folder: Path, corruption: str, blocks: list[torch.Tensor]) -> Path:

@@ -35,7 +35,7 @@ from robustkd.evaluate.suites.corruption import evaluate_cells, resolve_source, 
 from robustkd.data.dataset import ImageDataset
 from robustkd.utils.atomic import write_json_atomic
 
-UNITS = {"abstain_rate": "percent", "n_certified": "images", "top1": "percent", "top5": "percent", "accuracy": "fraction", "ece": "fraction", "mce": "fraction",
+UNITS = {"abstain_rate": "percent", "smoothed_acc": "percent", "predict_abstain_rate": "percent", "n_certified": "images", "top1": "percent", "top5": "percent", "accuracy": "fraction", "ece": "fraction", "mce": "fraction",
          "adaptive_ece": "fraction", "nll": "nats", "brier": "sum over classes, [0, 2]", "temperature": "logit divisor"}
 
 
@@ -112,6 +112,9 @@ def evaluate_model(
             "checkpoint_sha256": model_info.get("weights_sha256"), "suite_file": str(suite.path),
             "suite_sha256": suite.sha256, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "method": model_info.get("method"), "teacher_sha256": (model_info.get("teacher") or {}).get("sha256"),
+            "method_options": model_info.get("method_options"), "kind": model_info.get("kind"),
+            "training": {key: (model_info.get("hyperparameters") or {}).get(key)
+                         for key in ("recipe", "epochs", "train_limit", "noise_sd")},
         }
         write_json_atomic(tmp / "summary.json", summary)
         if target.exists():

@@ -47,6 +47,7 @@ class CertifiedParams:
     skip: int = 1
     max: int = -1
     seed: int = 0
+    predict_n: int = 1000
 
 
 @dataclass(frozen=True)

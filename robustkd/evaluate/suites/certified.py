@@ -25,7 +25,8 @@ from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: 
 from robustkd.utils.seeding import derive_seed  # noqa: E402
 
 RADII = tuple(np.round(np.arange(0.0, 1.5001, 0.25), 2))
-COLUMNS = ["index", "label", "prediction", "radius", "correct", "count", "p_lower", "seconds"]
+COLUMNS = ["index", "label", "prediction", "radius", "correct", "count", "p_lower", "predict", "predict_correct",
+           "seconds"]
 
 
 def certify_dataset(model: nn.Module, dataset: ImageDataset, params, work_dir: Path, device: torch.device) -> pd.DataFrame:
@@ -46,8 +47,11 @@ def certify_dataset(model: nn.Module, dataset: ImageDataset, params, work_dir: P
         label = int(dataset.labels[index])
         started = time.perf_counter()
         certificate = smooth.certify(x, params.n0, params.n, params.alpha, params.batch_size, generator)
+        predicted = smooth.predict(x, params.predict_n, params.alpha, params.batch_size, generator) \
+            if params.predict_n > 0 else ABSTAIN
         row = [index, label, certificate.prediction, f"{certificate.radius:.6f}", int(certificate.prediction == label),
-               certificate.count, f"{certificate.p_lower:.8f}", f"{time.perf_counter() - started:.3f}"]
+               certificate.count, f"{certificate.p_lower:.8f}", predicted, int(predicted == label),
+               f"{time.perf_counter() - started:.3f}"]
         with open(path, "a") as handle:  # one complete line per finished image
             handle.write("\t".join(str(value) for value in row) + "\n")
     return pd.read_csv(path, sep="\t")
@@ -71,4 +75,8 @@ def summarise_certificates(rows: pd.DataFrame, out_dir: Path) -> dict[str, float
     metrics = {f"certified_acc_r{r:.2f}": value for r, value in accuracy.items()}
     metrics["abstain_rate"] = 100.0 * float((rows["prediction"] == ABSTAIN).sum()) / count
     metrics["n_certified"] = float(len(rows))
+    if "predict" in rows and (rows["predict"] != ABSTAIN).any():
+        # ``predict``: the smoothed classifier's answer with the two-sided binomial test (Cohen et al.).
+        metrics["smoothed_acc"] = 100.0 * float(rows["predict_correct"].sum()) / count
+        metrics["predict_abstain_rate"] = 100.0 * float((rows["predict"] == ABSTAIN).sum()) / count
     return metrics

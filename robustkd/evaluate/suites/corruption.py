@@ -71,7 +71,8 @@ def _cell_logits(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.T
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     all_logits, all_labels = [], []
     for images, labels in batches:
-        inputs = images.to(device, non_blocking=True).float().div_(255.0)
+        # channels_last: the files' own HWC order, and the faster convolution layout on CPU (measured).
+        inputs = images.to(device, non_blocking=True).float().div_(255.0).contiguous(memory_format=torch.channels_last)
         all_logits.append(model(inputs).float().cpu())
         all_labels.append(labels.cpu())
     return torch.cat(all_logits), torch.cat(all_labels)

@@ -1,0 +1,1 @@
+"""Results database, leaderboard, exports and the HTML report."""

@@ -1,0 +1,170 @@
+"""The leaderboard: one row per model (a group of checkpoints that differ only in their seed).
+
+Stable columns (``LEADERBOARD_COLUMNS``; units in docs/leaderboard.md). For each model and metric the
+value is the mean over its seeds, with ``<column>_std`` (sample standard deviation, empty for one seed)
+and ``n_seeds``. Per checkpoint and metric, a full-test-set result is preferred to a subset, a larger
+subset to a smaller one; ``subsets`` lists the suites whose numbers come from a prefix of the test set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pandas as pd
+
+from robustkd.errors import RobustKDError
+
+GROUP_KEYS = ["dataset", "architecture", "kind", "method", "method_options", "teacher_sha256"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    suite: str
+    metric: str
+    unit: str
+    higher_is_better: bool
+
+
+def leaderboard_columns(radius: float = 0.25) -> list[Column]:
+    return [
+        Column("clean_acc", "clean", "top1", "percent", True),
+        Column("corruption_acc", "corruption", "corruptions_acc", "percent", True),
+        Column("mce", "corruption", "mce_unnormalized", "percent (1 - mean accuracy over the cells)", False),
+        Column("pgd_acc", "adversarial", "robust_acc_pgd_linf", "percent", True),
+        Column("autoattack_acc", "adversarial", "robust_acc_autoattack_standard", "percent", True),
+        Column("worst_case_linf_acc", "adversarial", "worst_case_linf", "percent", True),
+        Column("ece", "calibration", "ece", "fraction (15 bins)", False),
+        Column("nll", "calibration", "nll", "nats", False),
+        Column("brier", "calibration", "brier", "sum over classes, [0, 2]", False),
+        Column(f"certified_acc_r{radius:.2f}", "certified", f"certified_acc_r{radius:.2f}", "percent", True),
+        Column("relation_pearson", "relations", "pearson", "correlation", True),
+        Column("relation_spearman", "relations", "spearman", "correlation", True),
+        Column("relation_kendall", "relations", "kendall", "correlation", True),
+        Column("class_correlation_distance", "relations", "class_correlation_distance", "||R_T - R_S||_F / C", False),
+    ]
+
+
+IDENTITY_COLUMNS = ["model", "architecture", "method", "teacher", "dataset", "n_seeds", "seeds", "subsets",
+                    "checkpoints"]
+
+
+def _best_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """Per (checkpoint, suite, metric): the full-set row if any, else the largest subset, newest first."""
+    ranked = results.assign(_full=results["subset"].eq(""), _n=results["n_examples"].fillna(0))
+    ranked = ranked.sort_values(["_full", "_n", "created"], ascending=False)
+    return ranked.drop_duplicates(["checkpoint_sha256", "suite", "metric"])
+
+
+def _model_label(group: pd.Series) -> str:
+    method = group["method"] if isinstance(group["method"], str) and group["method"] else (
+        "teacher" if group["kind"] == "train" else "-")
+    return f"{group['architecture']}/{method}"
+
+
+def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFrame:
+    """The leaderboard table from the store's rows (see ``read_results``)."""
+    if results.empty:
+        raise RobustKDError("leaderboard: the results database holds no results yet")
+    columns = leaderboard_columns(radius)
+    best = _best_rows(results.fillna({"teacher_sha256": "", "method": "", "kind": "", "method_options": "null"}))
+    per_checkpoint = best.drop_duplicates("checkpoint_sha256").set_index("checkpoint_sha256")[GROUP_KEYS + ["seed"]]
+    rows = []
+    for key, members in per_checkpoint.groupby(GROUP_KEYS, dropna=False, sort=True):
+        identity = dict(zip(GROUP_KEYS, key))
+        checkpoints = list(members.index)
+        seeds = sorted(int(s) for s in members["seed"].dropna())
+        mine = best[best["checkpoint_sha256"].isin(checkpoints)]
+        row = {"model": _model_label(pd.Series(identity)), "architecture": identity["architecture"],
+               "method": identity["method"] or ("teacher" if identity["kind"] == "train" else ""),
+               "teacher": (identity["teacher_sha256"] or "")[:12], "dataset": identity["dataset"],
+               "n_seeds": len(checkpoints), "seeds": " ".join(map(str, seeds)),
+               "checkpoints": " ".join(sorted(c[:12] for c in checkpoints))}
+        subsets = set()
+        for column in columns:
+            values = mine[(mine["suite"] == column.suite) & (mine["metric"] == column.metric)]
+            if column.name == "clean_acc" and values.empty:
+                # Any suite's summary carries clean accuracy on the evaluated images.
+                values = mine[mine["metric"] == "clean_acc"]
+            if values.empty:
+                row[column.name], row[f"{column.name}_std"] = None, None
+                continue
+            per_seed = values.drop_duplicates("checkpoint_sha256")["value"]
+            row[column.name] = float(per_seed.mean())
+            row[f"{column.name}_std"] = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None
+            subsets |= {f"{column.suite}:{s}" for s in values["subset"] if s}
+        row["subsets"] = " ".join(sorted(subsets))
+        rows.append(row)
+    order = IDENTITY_COLUMNS + [name for column in columns for name in (column.name, f"{column.name}_std")]
+    return pd.DataFrame(rows)[order]
+
+
+def filter_and_sort(table: pd.DataFrame, *, dataset: str | None = None, method: str | None = None,
+                    teacher: str | None = None, sort: str | None = None, ascending: bool | None = None,
+                    radius: float = 0.25) -> pd.DataFrame:
+    if dataset:
+        table = table[table["dataset"] == dataset]
+    if method:
+        table = table[table["method"] == method]
+    if teacher:
+        table = table[table["teacher"].str.startswith(teacher[:12])]
+    if sort:
+        if sort not in table.columns:
+            raise RobustKDError(f"--sort: unknown column {sort!r}; expected one of: {', '.join(table.columns)}")
+        if ascending is None:
+            better = {c.name: c.higher_is_better for c in leaderboard_columns(radius)}
+            ascending = not better.get(sort, False)
+        table = table.sort_values(sort, ascending=ascending, na_position="last")
+    return table.reset_index(drop=True)
+
+
+def corruption_grid(results: pd.DataFrame, checkpoint_prefix: str | None = None) -> pd.DataFrame:
+    """The disaggregated (corruption x severity) accuracy table, long format, one row per checkpoint and cell."""
+    cells = _best_rows(results[results["metric"].str.startswith("cell_acc:")])
+    if checkpoint_prefix:
+        cells = cells[cells["checkpoint_sha256"].str.startswith(checkpoint_prefix)]
+    parts = cells["metric"].str.split(":", expand=True)
+    return pd.DataFrame({
+        "model_name": cells["model_name"], "checkpoint": cells["checkpoint_sha256"].str[:12],
+        "method": cells["method"], "corruption": parts[1], "severity": parts[2].astype(int),
+        "accuracy": cells["value"], "subset": cells["subset"],
+    }).sort_values(["model_name", "corruption", "severity"]).reset_index(drop=True)
+
+
+def format_cell(mean: float | None, std: float | None, n: int, digits: int = 2) -> str:
+    if mean is None or pd.isna(mean):
+        return "-"
+    text = f"{mean:.{digits}f}"
+    if std is not None and not pd.isna(std):
+        text += f" ± {std:.{digits}f}"
+    return text + (f" (n={n})" if n > 1 else "")
+
+
+def display_table(table: pd.DataFrame, radius: float = 0.25) -> pd.DataFrame:
+    """Human-readable: mean ± std (n=seeds) per metric column; empty columns dropped."""
+    shown = table[["model", "teacher", "dataset"]].copy()
+    for column in leaderboard_columns(radius):
+        if table[column.name].notna().any():
+            digits = 3 if column.unit.startswith(("fraction", "nats", "sum", "correlation", "||")) else 2
+            shown[column.name] = [format_cell(m, s, n, digits) for m, s, n in
+                                  zip(table[column.name], table[f"{column.name}_std"], table["n_seeds"])]
+    shown["subsets"] = table["subsets"]
+    return shown
+
+
+def robustbench_json(table: pd.DataFrame) -> list[dict]:
+    """RobustBench model-info fields where they exist (strings, percent), then robustkd's own."""
+    entries = []
+    for row in table.to_dict("records"):
+        entry = {"name": row["model"], "architecture": row["architecture"], "dataset": row["dataset"],
+                 "eps": "8/255", "clean_acc": _percent(row["clean_acc"]), "reported": None,
+                 "autoattack_acc": _percent(row["autoattack_acc"]), "corruptions_acc": _percent(row["corruption_acc"]),
+                 "additional_data": False, "number_forward_passes": 1, "footnote": None,
+                 "robustkd": {key: (None if pd.isna(value) else value) for key, value in row.items()}}
+        entries.append(entry)
+    return json.loads(json.dumps(entries, default=float))
+
+
+def _percent(value: float | None) -> str | None:
+    return None if value is None or pd.isna(value) else f"{value:.2f}"

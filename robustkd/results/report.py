@@ -1,0 +1,160 @@
+"""``robustkd report``: one self-contained HTML page (inline CSS, images as data URIs, no network).
+
+Sections: the answer in one table (best student per criterion), the leaderboard, a per-method comparison
+for each teacher (CE vs KD vs DIST vs CMKD, with differences to KD), the suites' plots per model, and
+the protocol of every number (suite parameters, suite-file sha256, package versions).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from robustkd.results.leaderboard import build_leaderboard, display_table, leaderboard_columns
+
+PLOTS = [  # (suite, file, caption)
+    ("calibration", "reliability.png", "reliability diagram"),
+    ("corruption", "accuracy_heatmap.png", "corruption accuracy heatmap"),
+    ("corruption", "accuracy_vs_severity.png", "accuracy and ECE vs severity"),
+    ("adversarial", "robust_accuracy_vs_eps.png", "robust accuracy vs eps"),
+    ("certified", "certified_accuracy.png", "certified accuracy vs radius"),
+    ("relations", "relation_fidelity.png", "relation fidelity"),
+]
+METHOD_ORDER = ["ce", "kd", "dist", "cmkd"]
+COMPARED = ["clean_acc", "corruption_acc", "pgd_acc", "autoattack_acc", "ece", "nll", "relation_pearson",
+            "relation_spearman"]
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#222;max-width:1500px}
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f2f2f2}
+td:first-child,th:first-child{text-align:left}
+.better{color:#0a6b2b;font-weight:600}.worse{color:#a11}
+.plots{display:flex;flex-wrap:wrap;gap:14px}.plots figure{margin:0;border:1px solid #ddd;padding:6px}
+.plots img{max-width:460px;display:block}figcaption{font-size:12px;color:#555}
+.note{color:#555;font-size:13px}details{margin:4px 0}pre{font-size:11px;background:#f7f7f7;padding:6px}
+"""
+
+LOAD_CHECK = """<script>
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var ok = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.setAttribute('data-images-ok', ok + '/' + images.length);
+});
+</script>"""
+
+
+def _table(frame: pd.DataFrame, caption: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>"
+                   for row in frame.astype(object).where(frame.notna(), "-").to_numpy().tolist())
+    title = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    return f"<table>{title}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _escaped(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.map(lambda v: html.escape(str(v)) if isinstance(v, str) else v)
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
+
+
+def _answer(table: pd.DataFrame, radius: float) -> str:
+    students = table[table["method"].isin(METHOD_ORDER)]
+    rows = []
+    for column in leaderboard_columns(radius):
+        values = students.dropna(subset=[column.name])
+        if values.empty:
+            continue
+        best = values.loc[values[column.name].idxmax() if column.higher_is_better else values[column.name].idxmin()]
+        rows.append({"criterion": column.name, "unit": column.unit, "best student": best["model"],
+                     "value": f"{best[column.name]:.4g}", "direction": "higher" if column.higher_is_better else "lower",
+                     "teacher": best["teacher"]})
+    if not rows:
+        return "<p class='note'>No distilled students in the database yet.</p>"
+    return _table(_escaped(pd.DataFrame(rows)))
+
+
+def _method_comparison(table: pd.DataFrame) -> str:
+    parts = []
+    students = table[table["method"].isin(METHOD_ORDER)]
+    for (dataset, teacher), group in students.groupby(["dataset", "teacher"]):
+        group = group.assign(_order=group["method"].map(METHOD_ORDER.index)).sort_values("_order")
+        shown = pd.DataFrame({"student": group["model"], "seeds": group["n_seeds"]})
+        reference = group[group["method"] == "kd"]
+        for name in COMPARED:
+            if group[name].isna().all():
+                continue
+            shown[name] = [f"{v:.3f}" if pd.notna(v) else "-" for v in group[name]]
+            if not reference.empty and pd.notna(reference[name].iloc[0]):
+                higher = next(c.higher_is_better for c in leaderboard_columns() if c.name == name)
+                deltas = []
+                for value in group[name]:
+                    if pd.isna(value):
+                        deltas.append("-")
+                        continue
+                    delta = value - reference[name].iloc[0]
+                    good = (delta > 0) == higher and delta != 0
+                    css = "better" if good else ("worse" if delta != 0 else "")
+                    deltas.append(f"<span class='{css}'>{delta:+.3f}</span>")
+                shown[f"{name} Δkd"] = deltas
+        parts.append(f"<h3>{html.escape(str(dataset))}, teacher {html.escape(str(teacher))}</h3>"
+                     + _table(shown.astype(object)))
+    return "".join(parts) or "<p class='note'>No students distilled from a common teacher yet.</p>"
+
+
+def _plots(results: pd.DataFrame) -> str:
+    newest = results.sort_values("created").drop_duplicates(["checkpoint_sha256", "suite"], keep="last")
+    parts = []
+    for suite, file_name, caption in PLOTS:
+        figures = []
+        for row in newest[newest["suite"] == suite].sort_values("model_name").itertuples():
+            path = Path(row.result_dir) / file_name
+            if path.is_file():
+                label = f"{row.model_name} ({row.method or 'teacher'}){' subset ' + row.subset if row.subset else ''}"
+                figures.append(f"<figure>{_image(path)}<figcaption>{html.escape(label)}</figcaption></figure>")
+        if figures:
+            parts.append(f"<h3>{html.escape(caption)}</h3><div class='plots'>{''.join(figures)}</div>")
+    return "".join(parts) or "<p class='note'>No plots recorded.</p>"
+
+
+def _protocols(results: pd.DataFrame) -> str:
+    per_result = results.drop_duplicates(["checkpoint_sha256", "suite", "suite_sha256", "subset"])
+    parts = []
+    for row in per_result.sort_values(["suite", "model_name"]).itertuples():
+        body = json.dumps({"protocol": json.loads(row.protocol), "suite_sha256": row.suite_sha256,
+                           "n_examples": row.n_examples, "subset": row.subset or "full test set",
+                           "device": row.device, "seed": row.seed, "created": row.created,
+                           "package_versions": json.loads(row.package_versions), "result_dir": row.result_dir},
+                          indent=1, sort_keys=True)
+        parts.append(f"<details><summary>{html.escape(row.suite)} — {html.escape(str(row.model_name))}"
+                     f"{' (' + html.escape(row.subset) + ')' if row.subset else ''}</summary><pre>"
+                     f"{html.escape(body)}</pre></details>")
+    return "".join(parts)
+
+
+def render_report(results: pd.DataFrame, radius: float = 0.25, title: str = "robustkd report") -> str:
+    table = build_leaderboard(results, radius)
+    units = pd.DataFrame([{c.name: c.unit for c in leaderboard_columns(radius)}])
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return "".join([
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><p class='note'>Generated {created} from {results['checkpoint_sha256'].nunique()} "
+        f"checkpoints and {len(results)} recorded metrics. Values are means over seeds (± sample std, n = seeds). "
+        "Suites evaluated on a prefix of the test set are listed under <em>subsets</em>.</p>",
+        "<h2>Which student is more accurate, more robust and better calibrated?</h2>", _answer(table, radius),
+        "<h2>Leaderboard</h2>", _table(_escaped(display_table(table, radius))), _table(_escaped(units), "units"),
+        "<h2>Per-method comparison (same teacher)</h2>", _method_comparison(table),
+        "<h2>Plots</h2>", _plots(results),
+        "<h2>Protocol of each number</h2>", _protocols(results),
+        LOAD_CHECK, "</body></html>",
+    ])

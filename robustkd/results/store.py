@@ -1,0 +1,160 @@
+"""The results store: every evaluation's metrics in one SQLite file (default ``results/robustkd.db``).
+
+One row per (checkpoint sha256, suite, suite-file sha256, metric, subset) with its value, unit and
+provenance (model name, architecture, method and options, teacher sha256, dataset, n_examples, seed,
+device, package versions, protocol, result directory, time). A result is written in one transaction
+that first deletes that result's previous rows, so re-recording replaces instead of duplicating, and a
+crash leaves either the old rows or the new ones. Writers wait for each other (``BEGIN IMMEDIATE`` with a
+busy timeout; WAL journal), so concurrent evaluations lose no rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from robustkd.errors import RobustKDError
+
+DEFAULT_DB = Path("results") / "robustkd.db"
+BUSY_TIMEOUT_S = 120.0
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    checkpoint_sha256 TEXT NOT NULL,
+    suite TEXT NOT NULL,
+    suite_sha256 TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    subset TEXT NOT NULL,            -- '' for the full test set, 'first<N>' for a prefix
+    value REAL,
+    unit TEXT,
+    model_name TEXT,
+    architecture TEXT,
+    kind TEXT,                       -- train (teacher / baseline) or distill
+    method TEXT,
+    method_options TEXT,             -- JSON
+    teacher_sha256 TEXT,
+    dataset TEXT,
+    n_examples INTEGER,
+    seed INTEGER,
+    device TEXT,
+    package_versions TEXT,           -- JSON
+    protocol TEXT,                   -- JSON
+    training TEXT,                   -- JSON: recipe, epochs, train_limit, noise_sd
+    result_dir TEXT,
+    created TEXT,
+    PRIMARY KEY (checkpoint_sha256, suite, suite_sha256, metric, subset)
+);
+CREATE INDEX IF NOT EXISTS results_by_model ON results (checkpoint_sha256);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+COLUMNS = ("checkpoint_sha256", "suite", "suite_sha256", "metric", "subset", "value", "unit", "model_name",
+           "architecture", "kind", "method", "method_options", "teacher_sha256", "dataset", "n_examples", "seed",
+           "device", "package_versions", "protocol", "training", "result_dir", "created")
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    rows: int
+    replaced: int
+
+
+def connect(db: Path) -> sqlite3.Connection:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(db, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.executescript(SCHEMA)
+    connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    return connection
+
+
+def result_rows(result_dir: Path) -> list[tuple]:
+    """The rows of one result directory: its summary's metrics, plus the corruption grid cells."""
+    summary_path = result_dir / "summary.json"
+    if not summary_path.is_file():
+        raise RobustKDError(f"results: {result_dir} has no summary.json (not a result directory)")
+    summary = json.loads(summary_path.read_text())
+    for key in ("checkpoint_sha256", "suite", "suite_sha256", "metrics"):
+        if summary.get(key) is None:
+            raise RobustKDError(f"results: {summary_path} lacks {key!r}; only checkpoints' results can be recorded")
+    metrics: dict[str, Any] = dict(summary["metrics"])
+    units: dict[str, str] = dict(summary.get("units") or {})
+    grid = result_dir / "accuracy_grid.csv"
+    if summary["suite"] == "corruption" and grid.is_file():
+        table = pd.read_csv(grid, index_col="corruption")
+        for corruption, row in table.iterrows():
+            for severity, value in row.items():
+                metrics[f"cell_acc:{corruption}:{int(severity)}"] = 100.0 * float(value)
+                units[f"cell_acc:{corruption}:{int(severity)}"] = "percent"
+    subset = f"first{summary['n_examples']}" if summary.get("subset") else ""
+    shared = {
+        "checkpoint_sha256": summary["checkpoint_sha256"], "suite": summary["suite"],
+        "suite_sha256": summary["suite_sha256"], "subset": subset, "model_name": summary.get("name"),
+        "architecture": summary.get("architecture"), "kind": summary.get("kind"), "method": summary.get("method"),
+        "method_options": json.dumps(summary.get("method_options"), sort_keys=True),
+        "teacher_sha256": summary.get("teacher_sha256"), "dataset": summary.get("dataset"),
+        "n_examples": summary.get("n_examples"), "seed": summary.get("seed"), "device": summary.get("device"),
+        "package_versions": json.dumps(summary.get("package_versions"), sort_keys=True),
+        "protocol": json.dumps(summary.get("protocol"), sort_keys=True),
+        "training": json.dumps(summary.get("training"), sort_keys=True),
+        "result_dir": str(result_dir.resolve()), "created": summary.get("created"),
+    }
+    rows = []
+    for metric, value in sorted(metrics.items()):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        row = {**shared, "metric": metric, "value": float(value), "unit": units.get(metric, "")}
+        rows.append(tuple(row[column] for column in COLUMNS))
+    return rows
+
+
+def record_result(db: Path, result_dir: Path) -> RecordOutcome:
+    """Record (or re-record) one result directory in a single transaction."""
+    rows = result_rows(result_dir)
+    key = rows[0][:3] + (rows[0][4],) if rows else None
+    connection = connect(db)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            replaced = 0
+            if key is not None:
+                replaced = connection.execute(
+                    "DELETE FROM results WHERE checkpoint_sha256 = ? AND suite = ? AND suite_sha256 = ? AND subset = ?",
+                    key).rowcount
+            connection.executemany(f"INSERT INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                                   rows)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    finally:
+        connection.close()
+    return RecordOutcome(rows=len(rows), replaced=replaced)
+
+
+def find_result_dirs(roots: list[Path]) -> Iterator[Path]:
+    """Every finished result directory (one holding summary.json) under ``roots``; work folders skipped."""
+    for root in roots:
+        if (root / "summary.json").is_file():
+            yield root
+            continue
+        for summary in sorted(root.rglob("summary.json")):
+            if not any(part.startswith(".") for part in summary.parent.relative_to(root).parts):
+                yield summary.parent
+
+
+def read_results(db: Path) -> pd.DataFrame:
+    if not db.is_file():
+        raise RobustKDError(f"results: no database at {db}; run robustkd evaluate (or robustkd results import)")
+    connection = connect(db)
+    try:
+        return pd.read_sql_query("SELECT * FROM results", connection)
+    finally:
+        connection.close()
