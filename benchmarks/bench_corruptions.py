@@ -33,7 +33,7 @@ from robustkd.checkpoint import load_checkpoint  # noqa: E402
 from robustkd.corruptions.catalog import BENCHMARK_CORRUPTIONS, PROFILES, SEVERITIES  # noqa: E402
 from robustkd.corruptions.engine import corrupt  # noqa: E402
 from robustkd.data.sources import load_image_dataset  # noqa: E402
-from robustkd.evaluate.suites.corruption import CellSource, evaluate_cells  # noqa: E402
+from robustkd.evaluate.suites.corruption import CellSource, CleanImages, evaluate_cells  # noqa: E402
 
 FULL_CELL = 10_000
 
@@ -112,7 +112,7 @@ def evaluation(args: argparse.Namespace) -> dict:
         # (b) robustkd's suite cells from the same files
         with tempfile.TemporaryDirectory() as work:
             started = time.perf_counter()
-            cells = evaluate_cells(model, test, params, CellSource("official", c_dir), "cifar100", torch.device("cpu"),
+            cells = evaluate_cells(model, CleanImages.from_dataset(test), params, CellSource("official", c_dir), "cifar100", torch.device("cpu"),
                                    Path(work))
             timings["robustkd"].append(time.perf_counter() - started)
         # (c) robustbench's loop on the same files (it expects <data_dir>/CIFAR-100-C/)

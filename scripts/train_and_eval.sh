@@ -89,6 +89,13 @@ train_or_resume() {  # train_or_resume RUN_DIR COMMAND ARGS...: resume an interr
 
 echo "[1/${#stages[@]}] teacher $teacher -> $teacher_run ($(( (SECONDS - started) / 60 )) min elapsed)"
 train_or_resume "$teacher_run" train --model "$teacher" "${teacher_args[@]}"
+"$VENV/bin/python" - "$teacher_run/model.json" <<'PY'
+import json, sys
+meta = json.load(open(sys.argv[1]))
+m = meta["metrics"]
+print(f"    teacher {meta['architecture']}: clean top-1 {m['test_top1']:.2f}% on {m['test_n']} test images; "
+      f"trained on {meta['n_train']} images from {meta['data_source']}")
+PY
 
 i=2
 for m in "${methods[@]}"; do

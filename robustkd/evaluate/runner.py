@@ -31,7 +31,7 @@ from robustkd.evaluate.suites.calibration import run_calibration
 from robustkd.evaluate.suites.certified import RADII, certify_dataset, summarise_certificates
 from robustkd.evaluate.suites.clean import run_clean
 from robustkd.evaluate.suites.relations import run_relations
-from robustkd.evaluate.suites.corruption import evaluate_cells, resolve_source, summarise_cells
+from robustkd.evaluate.suites.corruption import CleanImages, evaluate_cells, resolve_source, summarise_cells
 from robustkd.data.dataset import ImageDataset
 from robustkd.utils.atomic import write_json_atomic
 
@@ -174,12 +174,15 @@ def _run_certified(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
 
 
 def _run_corruption(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
-    test = ctx.in_memory_test("corruption")
+    if ctx.test is not None:
+        clean, size = CleanImages.from_dataset(ctx.test), ctx.test.images.shape[-1]
+    else:
+        clean, size = CleanImages.from_loader(ctx.test_loader, len(ctx.labels)), 224
     source = resolve_source(params, ctx.dataset)
-    cells = evaluate_cells(ctx.model, test, params, source, ctx.dataset, ctx.device, out)
+    cells = evaluate_cells(ctx.model, clean, params, source, ctx.dataset, ctx.device, out)
     metrics = summarise_cells(cells, ctx.clean_accuracy, params, ctx.dataset, out)
     protocol = {"source": source.kind, "official_dir": str(source.folder) if source.folder else None,
-                "parameters": "cifar (make_cifar_c.py)" if test.images.shape[-1] == 32 else "imagenet (make_imagenet_c.py)",
+                "parameters": "cifar (make_cifar_c.py)" if size == 32 else "imagenet (make_imagenet_c.py)",
                 "ece_bins": params.n_bins, "definitions": "docs/corruptions.md"}
     return metrics, protocol
 
