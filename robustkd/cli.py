@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--sort", help="column to sort by (e.g. corruption_acc, ece, pgd_acc)")
     board.add_argument("--ascending", action="store_true", help="sort ascending (default: best first)")
     board.add_argument("--dataset", help="only this dataset")
-    board.add_argument("--method", help="only this method (ce, kd, dist, cmkd, teacher)")
+    board.add_argument("--method", help="only this method (ce, kd, dist, cmkd, or trained for models trained from labels)")
     board.add_argument("--teacher", help="only students of this teacher (sha256 prefix)")
     board.add_argument("--radius", type=float, default=0.25, help="certified-accuracy radius column (default 0.25)")
     board.add_argument("--format", default="csv", help="export: csv, json, md or html")

@@ -42,7 +42,7 @@ def test_main_job_runs_offline_on_the_embedded_subset_and_resumes(tmp_path: Path
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "student resnet8 (ce): done" in second.stdout and "student resnet8 (cmkd): to do" in second.stdout
     board = pd.read_csv(results / "leaderboard.csv")
-    assert sorted(board["method"]) == ["ce", "cmkd", "dist", "kd", "teacher"]
+    assert sorted(board["method"]) == ["ce", "cmkd", "dist", "kd", "trained"]
     assert board["clean_acc"].notna().all() and board["corruption_acc"].notna().all()
     assert board["relation_pearson"].notna().sum() == 4 and all("corruption:first" in s for s in board["subsets"])
     assert (results / "report.html").is_file() and (results / "corruption_grid.csv").is_file()

@@ -57,10 +57,12 @@ def _best_rows(results: pd.DataFrame) -> pd.DataFrame:
     return ranked.drop_duplicates(["checkpoint_sha256", "suite", "metric"])
 
 
-def _model_label(group: pd.Series) -> str:
-    method = group["method"] if isinstance(group["method"], str) and group["method"] else (
-        "teacher" if group["kind"] == "train" else "-")
-    return f"{group['architecture']}/{method}"
+def _method_label(identity: dict) -> str:
+    """``trained`` for a model trained from labels (``robustkd train``: teachers, baselines), else the
+    distillation method."""
+    if identity["kind"] == "train":
+        return "trained"
+    return identity["method"] or "-"
 
 
 def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFrame:
@@ -76,8 +78,9 @@ def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFra
         checkpoints = list(members.index)
         seeds = sorted(int(s) for s in members["seed"].dropna())
         mine = best[best["checkpoint_sha256"].isin(checkpoints)]
-        row = {"model": _model_label(pd.Series(identity)), "architecture": identity["architecture"],
-               "method": identity["method"] or ("teacher" if identity["kind"] == "train" else ""),
+        method = _method_label(identity)
+        row = {"model": f"{identity['architecture']}/{method}", "architecture": identity["architecture"],
+               "method": method,
                "teacher": (identity["teacher_sha256"] or "")[:12], "dataset": identity["dataset"],
                "n_seeds": len(checkpoints), "seeds": " ".join(map(str, seeds)),
                "checkpoints": " ".join(sorted(c[:12] for c in checkpoints))}

@@ -119,7 +119,7 @@ def _plots(results: pd.DataFrame) -> str:
         for row in newest[newest["suite"] == suite].sort_values("model_name").itertuples():
             path = Path(row.result_dir) / file_name
             if path.is_file():
-                label = f"{row.model_name} ({row.method or 'teacher'}){' subset ' + row.subset if row.subset else ''}"
+                label = f"{row.model_name} ({'trained' if row.kind == 'train' else row.method}){' subset ' + row.subset if row.subset else ''}"
                 figures.append(f"<figure>{_image(path)}<figcaption>{html.escape(label)}</figcaption></figure>")
         if figures:
             parts.append(f"<h3>{html.escape(caption)}</h3><div class='plots'>{''.join(figures)}</div>")
