@@ -10,6 +10,10 @@ evaluation: on an official-layout folder (``--c-dir``, e.g. made by ``robustkd c
 
   python benchmarks/bench_corruptions.py generation
   python benchmarks/bench_corruptions.py evaluation --c-dir data/CIFAR-100-C --checkpoint runs/study/kd
+  python benchmarks/bench_corruptions.py fidelity --n 2000 --checkpoint runs/study/kd
+
+fidelity: for the random corruptions, a fixed model's accuracy on engine-made images and on images made
+  by the per-image reference with its own np.random draws (independent randomness), per severity.
 """
 
 from __future__ import annotations
@@ -64,6 +68,41 @@ def generation(args: argparse.Namespace) -> dict:
     print(f"full CIFAR-100-C (750,000 images), extrapolated: engine {engine_total:.0f} s, per-image reference "
           f"{ref_total:.0f} s, ratio {ref_total / engine_total:.1f}x (target >= 30x)")
     return {"rows": rows, "engine_s": engine_total, "reference_s": ref_total, "ratio": ref_total / engine_total}
+
+
+RANDOM_CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "snow", "frost",
+                      "fog", "elastic_transform")
+
+
+def fidelity(args: argparse.Namespace) -> dict:
+    """A fixed model's accuracy on engine-made vs reference-made (np.random) images of the random corruptions."""
+    checkpoint = load_checkpoint(Path(args.checkpoint), torch.device("cpu"))
+    model = checkpoint.model.eval()
+    test = load_image_dataset("cifar100", "test", Path(args.data_dir)).subset(args.n)
+    hwc = test.images.permute(0, 2, 3, 1).numpy()
+    profile = PROFILES["cifar"]
+
+    def accuracy(images: torch.Tensor) -> float:
+        with torch.no_grad():
+            hits = [model(images[s:s + 500].float().div(255)).argmax(1).eq(test.labels[s:s + 500]).sum().item()
+                    for s in range(0, len(images), 500)]
+        return 100.0 * sum(hits) / len(images)
+
+    rows = []
+    for name in RANDOM_CORRUPTIONS:
+        for severity in SEVERITIES:
+            ours = corrupt(test.images, name, severity, seed=0)
+            np.random.seed(severity)
+            theirs = torch.from_numpy(np.stack([reference(name, image, profile.parameter(name, severity))
+                                                for image in hwc])).permute(0, 3, 1, 2)
+            rows.append({"corruption": name, "severity": severity, "engine_acc": accuracy(ours),
+                         "reference_acc": accuracy(theirs)})
+            row = rows[-1]
+            print(f"{name:18s} s{severity}: engine {row['engine_acc']:6.2f} %  reference {row['reference_acc']:6.2f} %  "
+                  f"difference {row['engine_acc'] - row['reference_acc']:+.2f}", flush=True)
+    worst = max(abs(r["engine_acc"] - r["reference_acc"]) for r in rows)
+    print(f"{len(rows)} cells, {args.n} images each: largest accuracy difference {worst:.2f} points (target <= 1)")
+    return {"rows": rows, "max_abs_difference": worst, "n": args.n}
 
 
 @dataclass
@@ -138,7 +177,7 @@ def evaluation(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["generation", "evaluation"])
+    parser.add_argument("part", choices=["generation", "evaluation", "fidelity"])
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--engine-images", type=int, default=1000)
     parser.add_argument("--ref-images", type=int, default=20)
@@ -152,7 +191,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the raw results here")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    result = generation(args) if args.part == "generation" else evaluation(args)
+    result = {"generation": generation, "evaluation": evaluation, "fidelity": fidelity}[args.part](args)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=float))
 

@@ -8,7 +8,6 @@ folder generated with another seed or dataset is refused rather than mixed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,20 +16,13 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
+from robustkd.checkpoint.io import sha256_file
 from robustkd.corruptions.catalog import SEVERITIES, check_corruption, profile_for_size
 from robustkd.corruptions.engine import corrupt
 from robustkd.corruptions.layout import write_corruption_npy, write_labels_npy
 from robustkd.data.dataset import ImageDataset
 from robustkd.errors import RobustKDError
 from robustkd.utils.atomic import write_json_atomic
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def corrupt_dataset(images: torch.Tensor, name: str, severity: int, *, seed: int, batch_size: int,
@@ -60,7 +52,7 @@ def generate_corrupted_set(test: ImageDataset, out_dir: Path, corruptions: list[
         raise RobustKDError(f"corrupt: {out_dir} holds a set made with {clash}; choose another --out")
     if "labels.npy" not in manifest["files"]:
         write_labels_npy(out_dir, test.labels, test.num_classes)
-        manifest["files"]["labels.npy"] = _sha256(out_dir / "labels.npy")
+        manifest["files"]["labels.npy"] = sha256_file(out_dir / "labels.npy")
         write_json_atomic(manifest_path, manifest)
     show = os.environ.get("ROBUSTKD_PROGRESS", "1") != "0"
     for name in tqdm(corruptions, desc="corruptions", unit="corruption", disable=not show):
@@ -71,6 +63,6 @@ def generate_corrupted_set(test: ImageDataset, out_dir: Path, corruptions: list[
         blocks = [corrupt_dataset(test.images, name, severity, seed=seed, batch_size=batch_size, device=device)
                   for severity in SEVERITIES]
         path = write_corruption_npy(out_dir, name, blocks)
-        manifest["files"][file_name] = _sha256(path)
+        manifest["files"][file_name] = sha256_file(path)
         write_json_atomic(manifest_path, manifest)
     return manifest

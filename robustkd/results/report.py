@@ -38,7 +38,7 @@ td:first-child,th:first-child{text-align:left}
 .better{color:#0a6b2b;font-weight:600}.worse{color:#a11}
 .plots{display:flex;flex-wrap:wrap;gap:14px}.plots figure{margin:0;border:1px solid #ddd;padding:6px}
 .plots img{max-width:460px;display:block}figcaption{font-size:12px;color:#555}
-.note{color:#555;font-size:13px}details{margin:4px 0}pre{font-size:11px;background:#f7f7f7;padding:6px}
+.note{color:#555;font-size:13px}.wide{overflow-x:auto}details{margin:4px 0}pre{font-size:11px;background:#f7f7f7;padding:6px}
 """
 
 LOAD_CHECK = """<script>
@@ -74,10 +74,12 @@ def _answer(table: pd.DataFrame, radius: float) -> str:
         values = students.dropna(subset=[column.name])
         if values.empty:
             continue
-        best = values.loc[values[column.name].idxmax() if column.higher_is_better else values[column.name].idxmin()]
-        rows.append({"criterion": column.name, "unit": column.unit, "best student": best["model"],
-                     "value": f"{best[column.name]:.4g}", "direction": "higher" if column.higher_is_better else "lower",
-                     "teacher": best["teacher"]})
+        target = values[column.name].max() if column.higher_is_better else values[column.name].min()
+        best = values[values[column.name] == target]
+        rows.append({"criterion": column.name, "unit": column.unit,
+                     "best student": " = ".join(best["model"]) + (" (tie)" if len(best) > 1 else ""),
+                     "value": f"{target:.4g}", "better": "higher" if column.higher_is_better else "lower",
+                     "of": len(values)})
     if not rows:
         return "<p class='note'>No distilled students in the database yet.</p>"
     return _table(_escaped(pd.DataFrame(rows)))
@@ -107,7 +109,7 @@ def _method_comparison(table: pd.DataFrame) -> str:
                     deltas.append(f"<span class='{css}'>{delta:+.3f}</span>")
                 shown[f"{name} Δkd"] = deltas
         parts.append(f"<h3>{html.escape(str(dataset))}, teacher {html.escape(str(teacher))}</h3>"
-                     + _table(shown.astype(object)))
+                     f"<div class='wide'>{_table(shown.astype(object))}</div>")
     return "".join(parts) or "<p class='note'>No students distilled from a common teacher yet.</p>"
 
 
@@ -143,7 +145,9 @@ def _protocols(results: pd.DataFrame) -> str:
 
 def render_report(results: pd.DataFrame, radius: float = 0.25, title: str = "robustkd report") -> str:
     table = build_leaderboard(results, radius)
-    units = pd.DataFrame([{c.name: c.unit for c in leaderboard_columns(radius)}])
+    units = pd.DataFrame({"column": [c.name for c in leaderboard_columns(radius)],
+                          "unit": [c.unit for c in leaderboard_columns(radius)],
+                          "better": ["higher" if c.higher_is_better else "lower" for c in leaderboard_columns(radius)]})
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return "".join([
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -152,7 +156,8 @@ def render_report(results: pd.DataFrame, radius: float = 0.25, title: str = "rob
         f"checkpoints and {len(results)} recorded metrics. Values are means over seeds (± sample std, n = seeds). "
         "Suites evaluated on a prefix of the test set are listed under <em>subsets</em>.</p>",
         "<h2>Which student is more accurate, more robust and better calibrated?</h2>", _answer(table, radius),
-        "<h2>Leaderboard</h2>", _table(_escaped(display_table(table, radius))), _table(_escaped(units), "units"),
+        "<h2>Leaderboard</h2>", f"<div class='wide'>{_table(_escaped(display_table(table, radius)))}</div>",
+        "<details><summary>units of the columns</summary>", _table(_escaped(units)), "</details>",
         "<h2>Per-method comparison (same teacher)</h2>", _method_comparison(table),
         "<h2>Plots</h2>", _plots(results),
         "<h2>Protocol of each number</h2>", _protocols(results),
