@@ -89,7 +89,8 @@ def fidelity(args: argparse.Namespace) -> dict:
         return 100.0 * sum(hits) / len(images)
 
     rows = []
-    for name in RANDOM_CORRUPTIONS:
+    names = args.only.split(",") if args.only else RANDOM_CORRUPTIONS
+    for name in names:
         for severity in SEVERITIES:
             ours = corrupt(test.images, name, severity, seed=0)
             np.random.seed(severity)
@@ -188,6 +189,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--only", help="fidelity: these corruptions only (comma-separated)")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
