@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -22,6 +21,7 @@ from torch import nn
 
 from robustkd.data import dataset_info, make_loader
 from robustkd.data.sources import load_image_dataset
+from robustkd.data.dataset import ImageDataset
 from robustkd.data.loader import TensorBatchLoader
 from robustkd.errors import RobustKDError
 from robustkd.evaluate.predictions import collect_logits
@@ -30,12 +30,12 @@ from robustkd.evaluate.suites.adversarial import run_adversarial
 from robustkd.evaluate.suites.calibration import run_calibration
 from robustkd.evaluate.suites.certified import RADII, certify_dataset, summarise_certificates
 from robustkd.evaluate.suites.clean import run_clean
-from robustkd.evaluate.suites.relations import run_relations
 from robustkd.evaluate.suites.corruption import CleanImages, evaluate_cells, resolve_source, summarise_cells
-from robustkd.data.dataset import ImageDataset
+from robustkd.evaluate.suites.relations import run_relations
 from robustkd.utils.atomic import write_json_atomic
 
-UNITS = {"abstain_rate": "percent", "smoothed_acc": "percent", "predict_abstain_rate": "percent", "n_certified": "images", "top1": "percent", "top5": "percent", "accuracy": "fraction", "ece": "fraction", "mce": "fraction",
+UNITS = {"abstain_rate": "percent", "smoothed_acc": "percent", "predict_abstain_rate": "percent", "n_certified": "images",
+         "top1": "percent", "top5": "percent", "accuracy": "fraction", "ece": "fraction", "mce": "fraction",
          "adaptive_ece": "fraction", "nll": "nats", "brier": "sum over classes, [0, 2]", "temperature": "logit divisor"}
 
 
