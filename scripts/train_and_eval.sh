@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
         --device) device="$2"; shift 2 ;;
         --runs-dir) runs_dir="$2"; shift 2 ;;
         --results-dir) results_dir="$2"; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "train_and_eval.sh: unknown argument '$1'; expected --profile, --data-dir, --device, --runs-dir or --results-dir" >&2; exit 2 ;;
     esac
 done
