@@ -128,7 +128,7 @@ def evaluation(args: argparse.Namespace) -> dict:
     c_dir = Path(args.c_dir)
     timings: dict[str, list[float]] = {"forward": [], "robustkd": [], "robustbench": []}
 
-    robustbench = import_robustbench()
+    import_robustbench()  # registers the autoattack shim before robustbench imports it
     from robustbench.data import load_corruptions_cifar
     from robustbench.model_zoo.enums import BenchmarkDataset
     from robustbench.utils import clean_accuracy

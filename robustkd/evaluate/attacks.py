@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
 from torch import Tensor, nn
 
 from robustkd.errors import RobustKDError
