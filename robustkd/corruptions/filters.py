@@ -69,7 +69,7 @@ def correlate1d(x: Tensor, weights: Tensor, dim: int, mode: str) -> Tensor:
         return x * weights.to(x.dtype)
     n = x.shape[dim]
     padded = pad_axis(x, radius, mode, dim)
-    if weights.numel() <= 15:  # a few shifted, weighted copies beat conv1d's per-row calls
+    if weights.numel() <= 41:  # a few shifted, weighted copies beat conv1d's per-row calls
         taps = weights.tolist()
         out = padded.narrow(dim, 0, n) * taps[0]
         for offset, weight in enumerate(taps[1:], start=1):
@@ -132,6 +132,26 @@ def disk_kernel(radius: float, alias_blur: float) -> Tensor:
     smoothed = correlate1d(correlate1d(torch.from_numpy(disk).double(), gauss, -2, "reflect101"), gauss, -1,
                            "reflect101")
     return smoothed.float()
+
+
+@lru_cache(maxsize=None)
+def zoom_matrix(size: int, zoom: float) -> Tensor:
+    """(size, size) float64 matrix A with ``clipped_zoom(x) = A @ x @ A.T`` for (..., size, size) images:
+    the centre crop, the corner-aligned linear interpolation and the trim of ``clipped_zoom`` in one map."""
+    crop = int(np.ceil(size / zoom))
+    top = (size - crop) // 2
+    out = int(round(crop * zoom))
+    trim = (out - size) // 2
+    rows = torch.arange(trim, trim + size, dtype=torch.float64)
+    source = rows * (crop - 1) / (out - 1) if out > 1 else torch.zeros_like(rows)
+    low = torch.floor(source).long().clamp(0, crop - 1)
+    high = (low + 1).clamp(max=crop - 1)
+    weight = source - low
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    index = torch.arange(size)
+    matrix[index, top + low] += 1 - weight
+    matrix[index, top + high] += weight
+    return matrix
 
 
 def clipped_zoom(x: Tensor, zoom: float) -> Tensor:
