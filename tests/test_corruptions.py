@@ -217,3 +217,17 @@ def test_corruption_suite_refusals(checkpoint: Path, tmp_path: Path, content: st
     suite.write_text(content)
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", str(suite), "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_changed_parameters_do_not_resume_old_work(checkpoint: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text('suite = "corruption"\ncorruptions = ["contrast"]\nseverities = [1]\n')
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", str(suite), "--out", str(tmp_path)]) == 0
+    (done,) = list(tmp_path.glob("*/corruption"))
+    done.rename(done.with_name(".corruption.partial"))  # as a killed run leaves it
+    suite.write_text('suite = "corruption"\ncorruptions = ["contrast"]\nseverities = [1]\nseed = 7\n')
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", str(suite), "--out", str(tmp_path)]) == 0
+    assert "was started with other corruption parameters; starting it afresh" in capsys.readouterr().out
+    cells = pd.read_csv(done / "cells.csv")
+    assert len(cells) == 1

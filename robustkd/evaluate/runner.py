@@ -10,6 +10,8 @@ existing result is never overwritten unless ``overwrite`` is set.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import shutil
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -53,6 +55,18 @@ def metric_unit(suite: str, key: str) -> str:
             return "fraction"
         return SUITE_UNITS.get(key, "percent")
     return UNITS.get(key, "percent" if key.startswith("certified_acc") else "")
+
+
+# Parameters that only add work items (cells, attacks, images) to a resumable suite: changing them keeps
+# the finished items; any other change starts the suite afresh.
+EXTENDABLE = {"certified": {"max"}, "corruption": {"corruptions", "severities", "batch_size"},
+              "adversarial": {"attacks", "eps_curve_255", "autoattack_versions", "masking_examples"}}
+
+
+def resume_key(suite: SuiteFile) -> str:
+    """A digest of the parameters that a resumed suite's finished items depend on."""
+    kept = {k: v for k, v in asdict(suite.params).items() if k not in EXTENDABLE.get(suite.name, set())}
+    return hashlib.sha256(json.dumps({"suite": suite.name, **kept}, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -99,9 +113,14 @@ def evaluate_model(
         # Long suites keep their work folder across a killed run and resume; the others start afresh.
         resumable = suite.name in RESUMABLE_SUITES
         tmp = target.with_name(f".{target.name}.{'partial' if resumable else 'tmp'}")
+        stamp, key = tmp / ".resume_key", resume_key(suite)
+        if resumable and tmp.exists() and (not stamp.is_file() or stamp.read_text() != key):
+            print(f"evaluate: {tmp} was started with other {suite.name} parameters; starting it afresh")
+            shutil.rmtree(tmp)
         if not resumable:
             shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(key)
         metrics, protocol = SUITE_RUNNERS[suite.name](context, suite.params, tmp)
         clean_acc = 100.0 * context.clean_accuracy
         summary = {
