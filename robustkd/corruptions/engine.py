@@ -164,9 +164,8 @@ def _apply_zoom_blur(x: Tensor, c: tuple[float, float, float], profile: Corrupti
     unit = _to_unit(x)
     factors = _zoom_factors(c)
     total = torch.zeros_like(unit)
-    for factor in factors:  # each zoom as two small matrix products (see filters.zoom_matrix)
-        matrix = filters.zoom_matrix(x.shape[-1], float(factor)).to(device=x.device, dtype=unit.dtype)
-        total = total + matrix @ unit @ matrix.T
+    for factor in factors:
+        total = total + filters.clipped_zoom(unit, float(factor))
     return _from_unit((unit + total) / (len(factors) + 1))
 
 

@@ -7,7 +7,6 @@ Written by hand because those libraries work one image at a time on the CPU; the
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import numpy as np
@@ -136,8 +135,8 @@ def disk_kernel(radius: float, alias_blur: float) -> Tensor:
 
 @lru_cache(maxsize=None)
 def zoom_matrix(size: int, zoom: float) -> Tensor:
-    """(size, size) float64 matrix A with ``clipped_zoom(x) = A @ x @ A.T`` for (..., size, size) images:
-    the centre crop, the corner-aligned linear interpolation and the trim of ``clipped_zoom`` in one map."""
+    """(size, size) float64 matrix A with ``clipped_zoom(x) = A @ x @ A.T``: the ``ceil(size / zoom)`` centre
+    crop, scipy's corner-aligned linear interpolation to ``round(crop * zoom)`` and the centre trim, in one map."""
     crop = int(np.ceil(size / zoom))
     top = (size - crop) // 2
     out = int(round(crop * zoom))
@@ -155,21 +154,10 @@ def zoom_matrix(size: int, zoom: float) -> Tensor:
 
 
 def clipped_zoom(x: Tensor, zoom: float) -> Tensor:
-    """Zoom the centre of square (..., H, H) images by ``zoom`` >= 1 and crop back to H.
-
-    Reproduces ``scipy.ndimage.zoom(order=1)`` on the ``ceil(H / zoom)`` centre crop (output size
-    ``round(crop * zoom)``, corner-aligned grid) followed by the centre trim of ImageNet-C.
-    """
-    h = x.shape[-1]
-    crop = int(np.ceil(h / zoom))
-    top = (h - crop) // 2
-    centre = x[..., top:top + crop, top:top + crop]
-    size = int(round(crop * zoom))
-    lead = centre.shape[:-2]
-    zoomed = F.interpolate(centre.reshape(-1, 1, crop, crop), size=(size, size), mode="bilinear",
-                           align_corners=True).reshape(*lead, size, size)
-    trim = (size - h) // 2
-    return zoomed[..., trim:trim + h, trim:trim + h]
+    """Zoom the centre of square (..., H, H) images by ``zoom`` >= 1 and crop back to H, as ImageNet-C's
+    ``clipped_zoom`` (scipy.ndimage.zoom, order 1, then the centre trim): two small matrix products."""
+    matrix = zoom_matrix(x.shape[-1], float(zoom)).to(device=x.device, dtype=x.dtype)
+    return matrix @ x @ matrix.T
 
 
 @lru_cache(maxsize=None)
@@ -315,7 +303,3 @@ def motion_blur(x: Tensor, radius: int, sigma: float, angles_deg: Tensor) -> Ten
 
 def rot180(x: Tensor) -> Tensor:
     return torch.flip(x, dims=(-2, -1))
-
-
-def next_power_of_two(n: int) -> int:
-    return 1 if n <= 1 else 2 ** math.ceil(math.log2(n))

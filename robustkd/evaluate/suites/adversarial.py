@@ -120,7 +120,6 @@ def run_adversarial(model: nn.Module, test: ImageDataset, params, device: torch.
         run_attack_batches(model, test, attack, count, params, number, device, path, done)
 
     rows = pd.read_csv(path)
-    write_text_atomic(work_dir / "examples.csv", rows.to_csv(index=False))
     robust = rows.pivot(index="index", columns="attack", values="robust").astype(bool)
     first = rows.drop_duplicates("index").set_index("index").sort_index()
     correct = first["clean_prediction"].eq(first["label"])
