@@ -242,15 +242,17 @@ def _apply_saturate(x: Tensor, c: tuple[float, float], profile: CorruptionProfil
 
 def _apply_jpeg_compression(x: Tensor, quality: int, profile: CorruptionProfile, draws: Draws) -> Tensor:
     """libjpeg through torchvision's batched codec (Pillow's encoder defaults: baseline, 4:2:0 chroma
-    subsampling; tested equal to Pillow). torchvision 0.29 flags its codec as deprecated in favour of
-    TorchCodec, which has no image encoder yet; the warning is silenced here."""
+    subsampling; tested equal to Pillow), always on the CPU: images on another device are copied to the
+    CPU, coded there and copied back. torchvision's GPU codec (nvJPEG) is not libjpeg and differs from it
+    by up to 127 levels (measured on an H200), so it is never used. torchvision 0.29 flags its codec as
+    deprecated in favour of TorchCodec, which has no image encoder yet; the warning is silenced here."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
-        images = [image for image in x.to(torch.uint8)]
+        images = list(x.to(device="cpu", dtype=torch.uint8).unbind(0))
         encoded = encode_jpeg(images, quality=int(quality))
-        decoded = decode_jpeg([data.cpu() for data in encoded], mode=ImageReadMode.RGB)
+        decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB)
     return torch.stack(decoded).to(device=x.device, dtype=x.dtype)
 
 

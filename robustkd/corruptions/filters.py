@@ -62,10 +62,12 @@ def pad_axis(x: Tensor, pad: int, mode: str, dim: int) -> Tensor:
 
 
 def correlate1d(x: Tensor, weights: Tensor, dim: int, mode: str) -> Tensor:
-    """Correlate ``x`` along ``dim`` (-1 or -2) with an odd-length kernel centred on its middle tap."""
+    """Correlate ``x`` along ``dim`` (-1 or -2) with an odd-length kernel centred on its middle tap.
+
+    ``weights`` (1-D, any device: taps are read as numbers or moved) -> a tensor on ``x``'s device."""
     radius = (weights.numel() - 1) // 2
     if radius == 0:
-        return x * weights.to(x.dtype)
+        return x * weights.to(device=x.device, dtype=x.dtype)
     n = x.shape[dim]
     padded = pad_axis(x, radius, mode, dim)
     if weights.numel() <= 41:  # a few shifted, weighted copies beat conv1d's per-row calls

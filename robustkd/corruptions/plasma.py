@@ -34,7 +34,8 @@ def replay_uniform(unit_draws: Tensor) -> UniformSource:
 
 
 def plasma_fractal(mapsize: int, wibble_decay: float, uniform: UniformSource) -> Tensor:
-    """(B, mapsize, mapsize) float64 height maps in [0, 1]; ``mapsize`` a power of two.
+    """(B, mapsize, mapsize) float64 height maps in [0, 1], on the device of ``uniform``'s draws; ``mapsize``
+    a power of two.
 
     Same steps and draw order as the reference: per scale, a square step and two diamond steps, each
     adding ``wibble * U(-wibble, wibble)`` (wibble starts at 100 and is divided by ``wibble_decay``).
@@ -52,8 +53,10 @@ def plasma_fractal(mapsize: int, wibble_decay: float, uniform: UniformSource) ->
     while step >= 2:
         half = step // 2
         if grid is None:
-            first = wibbled_mean(torch.zeros(1, 1, 1, dtype=torch.float64))
-            grid = torch.zeros(first.shape[0], mapsize, mapsize, dtype=torch.float64, device=first.device)
+            # The first square step averages four zero corners: only the draw remains. Its batch size and
+            # device are the draws', so nothing here is made on a fixed device.
+            first = wibble * uniform((1, 1, 1), wibble)
+            grid = torch.zeros(first.shape[0], mapsize, mapsize, dtype=first.dtype, device=first.device)
             grid[:, half::step, half::step] = first
         else:
             corners = grid[:, 0::step, 0::step]
