@@ -81,8 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     distill = commands.add_parser("distill", help="distil a student from a teacher checkpoint")
     distill.add_argument("--teacher", help="teacher checkpoint (run directory, .json or .safetensors)")
-    distill.add_argument("--student", dest="model", help="student architecture (see `robustkd models`)")
-    distill.add_argument("--method", help="ce, kd, dist or cmkd, optionally with add-ons: kd+spearman, dist+spearman, ...")
+    distill.add_argument("--student", dest="model",
+                         help="student architecture (see `robustkd models`); a comma-separated list trains a cohort")
+    distill.add_argument("--method", help="ce, kd, dist or cmkd, optionally with add-ons: kd+spearman, dist+spearman, ...; "
+                                          "a comma-separated list (ce,kd,dist,cmkd) trains a cohort on shared batches, "
+                                          "and cmkd[cmkd_spearman=0.5] sets options for one member")
+    distill.add_argument("--seeds", help="comma-separated seeds (e.g. 0,1,2): a cohort with every method and student "
+                                         "per seed; students of one seed share data order, augmentation and init")
     distill.add_argument("--no-fuse-teacher", dest="fuse_teacher", action="store_const", const=False,
                          help="keep the teacher's BatchNorm layers instead of folding them into its convolutions")
     add_train_options(distill)
@@ -180,6 +185,8 @@ def _run_distill(args: argparse.Namespace) -> int:
     cli = config_values(args)
     cli["teacher"], cli["method"], cli["fuse_teacher"] = args.teacher, args.method, args.fuse_teacher
     given_options = {k.removeprefix("opt_"): v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
+    if _is_cohort(args):
+        return _run_cohort(args, cli, given_options)
     if args.resume:
         if args.run_dir is None:
             raise RobustKDError("--resume needs --run-dir naming the run to continue")
@@ -191,6 +198,56 @@ def _run_distill(args: argparse.Namespace) -> int:
     run, row = distill_command(config, run_dir=args.run_dir, data_dir=args.data_dir, resume=args.resume,
                                stop_after=args.stop_after, allow_embedded=args.allow_embedded)
     _report(run, row)
+    return 0
+
+
+def _is_cohort(args: argparse.Namespace) -> bool:
+    from robustkd.distill.cohort_command import is_cohort_dir
+    from robustkd.distill.cohort_spec import split_top_level
+
+    if args.resume:
+        return is_cohort_dir(args.run_dir)
+    listed = args.method is not None and len(split_top_level(args.method)) > 1
+    return args.seeds is not None or listed or (args.model is not None and "," in args.model)
+
+
+def _run_cohort(args: argparse.Namespace, cli: dict, given_options: dict) -> int:
+    from robustkd.data import resolve_data_dir
+    from robustkd.distill.cohort_command import cohort_command, plan_members, plan_resume
+    from robustkd.distill.cohort_spec import cohort_members, parse_seeds
+    from robustkd.train.config import read_config_file
+
+    if args.resume:
+        if args.seeds is not None:
+            raise RobustKDError("--resume continues the cohort with its saved seeds; drop --seeds")
+        planned = plan_resume(args.run_dir, {**cli, "method_options": given_options or None})
+    else:
+        if args.seed is not None and args.seeds is not None:
+            raise RobustKDError("--seed and --seeds: give one (a cohort takes --seeds 0,1,2)")
+        file_values = read_config_file(args.config) if args.config else {}
+        file_options = file_values.pop("method_options", {})
+        if not isinstance(file_options, dict):
+            raise RobustKDError(f"--config: [method_options] must be a table of option = value, got {file_options!r}")
+        methods = args.method or file_values.pop("method", None) or "kd"
+        students = args.model or file_values.pop("model", None) or "resnet8x4"
+        seeds = parse_seeds(args.seeds) if args.seeds is not None else [int(args.seed or file_values.get("seed", 0))]
+        base_options = {**file_options, **given_options}
+        specs = cohort_members(str(methods), str(students), seeds, base_options)
+        planned = plan_members(specs, file_values, cli, base_options)
+    cohort_dir, outcome = cohort_command(planned, cohort_dir=args.run_dir, data_dir=resolve_data_dir(args.data_dir),
+                                         resume=args.resume, stop_after=args.stop_after, allow_embedded=args.allow_embedded)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    diverged = []
+    for name, row in outcome.items():
+        if "diverged" in row:
+            diverged.append(name)
+        elif "test_top1" in row:
+            print(f"{name}: test top-1 {row['test_top1']:.2f}% top-5 {row['test_top5']:.2f}% after epoch {row['epoch']}; "
+                  f"checkpoint {cohort_dir / name / 'model.json'}")
+    if diverged:
+        raise RobustKDError(f"cohort {cohort_dir}: {len(diverged)} of {len(outcome)} students diverged and stopped "
+                            f"({', '.join(diverged)}); the others finished; see {cohort_dir / 'cohort.json'}")
     return 0
 
 

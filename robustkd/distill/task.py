@@ -28,15 +28,23 @@ class DistillationTask(TrainingTask):
         self.teacher.eval()  # BN statistics and any dropout of the teacher stay frozen
         return self
 
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``teacher_logits`` (float32, (B, C)): the teacher's output on ``inputs`` when the caller already has
+        it (a cohort runs the teacher once per batch for all its students); computed here otherwise."""
         student_logits = self.student(inputs)
-        teacher_logits = None
-        if self.method.uses_teacher:
-            with torch.no_grad():
-                teacher_logits = self.teacher(inputs).float()
+        if not self.method.uses_teacher:
+            teacher_logits = None
+        elif teacher_logits is None:
+            teacher_logits = self.teacher_logits(inputs)
         with torch.autocast(inputs.device.type, enabled=False):
             losses = self.method.losses(student_logits.float(), teacher_logits, labels)
         return student_logits, losses
+
+    @torch.no_grad()
+    def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The frozen teacher's logits on ``inputs``, as float32."""
+        return self.teacher(inputs).float()
 
     def describe(self) -> dict[str, Any]:
         return {

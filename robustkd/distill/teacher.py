@@ -16,19 +16,32 @@ from torch.fx.experimental.optimization import fuse
 
 from robustkd.models import Normalized
 
+FROZEN_MARK = "robustkd_frozen_teacher"  # attribute set on frozen teachers: whether BatchNorm was folded
+
 
 def frozen_teacher(teacher: Normalized, fuse_bn: bool = True) -> tuple[Normalized, bool]:
-    """An eval-mode, gradient-free copy of ``teacher``; returns it and whether BatchNorm was folded."""
+    """An eval-mode, gradient-free copy of ``teacher``; returns it and whether BatchNorm was folded.
+
+    Idempotent: a teacher this function returned comes back as it is (a cohort shares one frozen teacher
+    among its students' tasks).
+    """
+    if getattr(teacher, FROZEN_MARK, None) is not None:
+        return teacher, getattr(teacher, FROZEN_MARK)
     teacher = teacher.eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     if not fuse_bn:
-        return teacher, False
+        return _mark(teacher, False)
     try:
         fused = fuse(copy.deepcopy(teacher.net).eval(), inplace=True)
     except Exception:  # torch.fx raises many error types on untraceable Python (TraceError, TypeError, ...)
-        return teacher, False
+        return _mark(teacher, False)
     folded = Normalized(fused, teacher.mean.flatten().tolist(), teacher.std.flatten().tolist()).eval()
     for parameter in folded.parameters():
         parameter.requires_grad_(False)
-    return folded, True
+    return _mark(folded, True)
+
+
+def _mark(teacher: Normalized, folded: bool) -> tuple[Normalized, bool]:
+    setattr(teacher, FROZEN_MARK, folded)
+    return teacher, folded

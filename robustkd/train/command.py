@@ -27,6 +27,8 @@ def default_run_dir(config: TrainConfig, prefix: str = "") -> Path:
 
 
 def config_for_resume(config_cls: type[TrainConfig], run_dir: Path, cli_values: dict[str, Any]) -> TrainConfig:
+    if not (Path(run_dir) / "config.json").is_file():
+        raise RobustKDError(f"--resume: {run_dir} holds no run to resume ({Path(run_dir) / 'config.json'} is missing)")
     saved = load_saved_config(config_cls, run_dir / "config.json")
     changed = [k for k, v in cli_values.items() if v is not None and k not in RESUMABLE_OVERRIDES and getattr(saved, k, v) != v]
     if changed:

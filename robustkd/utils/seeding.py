@@ -34,3 +34,17 @@ def enable_determinism() -> None:
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
+
+
+def capture_rng(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The global torch RNG state of the CPU and, for a CUDA ``device``, of that device."""
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def restore_rng(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
+    """Undo to a state from :func:`capture_rng`."""
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)

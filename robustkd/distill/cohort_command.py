@@ -1,0 +1,255 @@
+"""``robustkd distill --method ce,kd,dist,cmkd --seeds 0,1,2``: a cohort of students in one process.
+
+    <cohort>/cohort.json            the members (name, student, method, seed, overrides) and their status
+    <cohort>/<member>/              an ordinary run directory per member (config.json, metrics, state,
+                                    model.safetensors + model.json), resumable on its own as a solo run
+
+Each member's ``config.json`` is exactly the config of the equivalent solo ``robustkd distill`` command,
+and its sidecar records the cohort. ``--resume --run-dir <cohort>`` continues every unfinished member from
+its own last state; members killed before their first epoch start afresh. A cohort folder in which no
+member has finished an epoch holds nothing worth keeping: a new cohort may replace it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robustkd.checkpoint import load_checkpoint
+from robustkd.data import dataset_info, make_loader
+from robustkd.data.loader import TensorBatchLoader
+from robustkd.distill.cohort import CohortMember, CohortTrainer
+from robustkd.distill.cohort_spec import MemberSpec
+from robustkd.distill.command import DistillConfig, teacher_summary
+from robustkd.distill.methods import parse_method
+from robustkd.distill.options import DistillOptions
+from robustkd.distill.task import DistillationTask
+from robustkd.distill.teacher import frozen_teacher
+from robustkd.errors import RobustKDError
+from robustkd.models import build_model
+from robustkd.train.distributed import close_placement, init_placement
+from robustkd.train.run_dir import RunDirectory
+from robustkd.train.student_run import StudentRun
+from robustkd.utils.atomic import write_json_atomic
+from robustkd.utils.seeding import enable_determinism, seed_everything
+
+COHORT_FILE = "cohort.json"
+COHORT_FORMAT = "robustkd-cohort-1"
+# Fields every member must share: they decide the batches (per seed), the test set and the epoch loop.
+SHARED_FIELDS = ("dataset", "batch_size", "noise_sd", "train_limit", "test_limit", "epochs", "channels_last", "amp",
+                 "device", "deterministic", "teacher", "fuse_teacher")
+
+
+@dataclass(frozen=True)
+class PlannedMember:
+    spec: MemberSpec
+    config: DistillConfig
+
+
+def is_cohort_dir(path: Path | None) -> bool:
+    return path is not None and (Path(path) / COHORT_FILE).is_file()
+
+
+def default_cohort_dir(members: list[PlannedMember]) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    first = members[0].config
+    students = "+".join(dict.fromkeys(member.spec.student for member in members))
+    return Path("runs") / f"cohort-{students}-{first.dataset}-{first.recipe}-{stamp}"
+
+
+def read_cohort(cohort_dir: Path) -> dict[str, Any]:
+    """The cohort file of ``cohort_dir`` (checked for its format and member list)."""
+    path = Path(cohort_dir) / COHORT_FILE
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RobustKDError(f"--resume: cannot read {path} ({exc})") from None
+    if not isinstance(content, dict) or content.get("format") != COHORT_FORMAT or not isinstance(content.get("members"), list):
+        raise RobustKDError(f"--resume: {path} is not a robustkd cohort file (format {COHORT_FORMAT})")
+    return content
+
+
+def _check_shared(members: list[PlannedMember]) -> None:
+    first = members[0]
+    for member in members[1:]:
+        for name in SHARED_FIELDS:
+            if getattr(member.config, name) != getattr(first.config, name):
+                raise RobustKDError(f"cohort: {member.spec.name} has {name}={getattr(member.config, name)!r} but "
+                                    f"{first.spec.name} has {getattr(first.config, name)!r}; a cohort shares {name}")
+
+
+def _holds_no_finished_epoch(cohort_dir: Path) -> bool:
+    """True if ``cohort_dir`` holds only robustkd cohort files and no member finished an epoch."""
+    for entry in cohort_dir.iterdir():
+        if entry.name == COHORT_FILE:
+            continue
+        if not entry.is_dir() or RunDirectory(entry).latest_state() is not None:
+            return False
+        if any(item.name != "config.json" for item in entry.iterdir()):
+            return False
+    return True
+
+
+def _prepare_folder(cohort_dir: Path, resume: bool) -> None:
+    if resume:
+        if not is_cohort_dir(cohort_dir):
+            raise RobustKDError(f"--resume: {cohort_dir} holds no cohort ({COHORT_FILE} is missing)")
+        return
+    if cohort_dir.exists() and not cohort_dir.is_dir():
+        raise RobustKDError(f"--run-dir {cohort_dir} is a file; expected a folder for the cohort")
+    if cohort_dir.is_dir() and any(cohort_dir.iterdir()):
+        if not _holds_no_finished_epoch(cohort_dir):
+            raise RobustKDError(f"run directory {cohort_dir} already holds a run; pass --resume to continue it or "
+                                f"choose another --run-dir")
+        shutil.rmtree(cohort_dir)  # a cohort killed before any member finished its first epoch
+    cohort_dir.mkdir(parents=True, exist_ok=True)
+
+
+def cohort_command(
+    members: list[PlannedMember], *, cohort_dir: Path | None, data_dir: Path, resume: bool, stop_after: int | None,
+    allow_embedded: bool, announce: Callable[[str], None] = print,
+) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """Train (or resume) the cohort; returns its folder and, per member name, its last metrics row or
+    ``{"diverged": message}``."""
+    if not members:
+        raise RobustKDError("cohort: no members")
+    _check_shared(members)
+    first = members[0].config
+    info = dataset_info(first.dataset)
+    teacher = load_checkpoint(Path(first.teacher))
+    meta = teacher.meta
+    if meta["dataset"] != first.dataset or int(meta["num_classes"]) != info.num_classes:
+        raise RobustKDError(f"teacher {first.teacher} was trained on {meta['dataset']} ({meta['num_classes']} classes); "
+                            f"the students train on {first.dataset} ({info.num_classes} classes)")
+    for member in members:
+        if member.config.teacher_sha256 and member.config.teacher_sha256 != teacher.sha256:
+            raise RobustKDError(f"teacher {first.teacher} changed since this cohort started (sha256 {teacher.sha256[:12]}…, "
+                                f"expected {member.config.teacher_sha256[:12]}…)")
+        member.config.teacher_sha256 = teacher.sha256
+    cohort_dir = Path(cohort_dir or default_cohort_dir(members))
+    placement = init_placement(first.device)
+    try:
+        if first.deterministic:
+            enable_determinism()
+        if placement.is_main:
+            _prepare_folder(cohort_dir, resume)
+        status = read_cohort(cohort_dir).get("status", {}) if resume else {}
+        record = {"format": COHORT_FORMAT, "teacher": teacher_summary(meta, Path(first.teacher)),
+                  "members": [{"name": m.spec.name, "student": m.spec.student, "method": m.spec.method,
+                               "seed": m.spec.seed, "overrides": m.spec.overrides} for m in members],
+                  "status": status}
+        if placement.is_main:
+            for member in members:
+                run = RunDirectory(cohort_dir / member.spec.name)
+                if not run.config_path.is_file():
+                    run.path.mkdir(parents=True, exist_ok=True)
+                    run.write_config(member.config.to_dict())
+            write_json_atomic(cohort_dir / COHORT_FILE, record)
+        return cohort_dir, _train(members, cohort_dir, record, teacher, placement, info, data_dir=data_dir,
+                                  stop_after=stop_after, allow_embedded=allow_embedded, announce=announce)
+    except BaseException:
+        if placement.is_main and not resume and cohort_dir.is_dir() and _holds_no_finished_epoch(cohort_dir):
+            shutil.rmtree(cohort_dir, ignore_errors=True)
+        raise
+    finally:
+        close_placement(placement)
+
+
+def _train(members: list[PlannedMember], cohort_dir: Path, record: dict[str, Any], teacher, placement, info, *,
+           data_dir: Path, stop_after: int | None, allow_embedded: bool,
+           announce: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    first = members[0].config
+    quiet = announce if placement.is_main else (lambda _: None)
+    common = dict(rank=placement.rank, world_size=placement.world_size, channels_last=first.channels_last,
+                  allow_embedded=allow_embedded, announce=quiet)
+    loaders: dict[int, Any] = {}
+    for seed in dict.fromkeys(member.config.seed for member in members):
+        earlier = next(iter(loaders.values()), None)
+        if isinstance(earlier, TensorBatchLoader):  # one copy of the data set for every seed
+            loaders[seed] = TensorBatchLoader(earlier.dataset, first.batch_size, placement.device, train=True, seed=seed,
+                                              noise_sd=first.noise_sd, rank=placement.rank,
+                                              world_size=placement.world_size, channels_last=first.channels_last)
+        else:
+            loaders[seed] = make_loader(first.dataset, "train", data_dir, first.batch_size, placement.device, train=True,
+                                        seed=seed, noise_sd=first.noise_sd, limit=first.train_limit, **common)
+    test_loader = make_loader(first.dataset, "test", data_dir, 500, placement.device, train=False,
+                              limit=first.test_limit, **common)
+    any_loader = next(iter(loaders.values()))
+    source = getattr(getattr(any_loader, "dataset", None), "source", f"folders:{data_dir}")
+    shared_teacher, _ = frozen_teacher(teacher.model, first.fuse_teacher)
+    shared_teacher.to(placement.device)
+    names = [member.spec.name for member in members]
+    cohort_members = []
+    for planned in members:
+        config, spec = planned.config, planned.spec
+        seed_everything(config.seed)  # same seed, same architecture -> same initial weights
+        student = build_model(config.model, info.num_classes, info.mean, info.std)
+        method = parse_method(config.method, DistillOptions.from_mapping(config.method_options))
+        task = DistillationTask(student, shared_teacher, method, teacher_summary(teacher.meta, Path(config.teacher)),
+                                fuse_teacher=config.fuse_teacher)
+        run = RunDirectory(cohort_dir / spec.name)
+        meta = {
+            "architecture": spec.student, "num_classes": info.num_classes, "dataset": config.dataset,
+            "data_source": source, "n_train": len(any_loader) * config.batch_size * placement.world_size,
+            "recipe": config.recipe, "hyperparameters": config.to_dict(), "seed": config.seed,
+            "noise_sd": config.noise_sd, **task.describe(), "kind": "distill",
+            "cohort": {"path": str(cohort_dir), "member": spec.name, "members": names},
+        }
+        student_run = StudentRun(config, task, run, placement, meta, isolate_rng=True)
+        member = CohortMember(spec.name, config.seed, student_run, method.uses_teacher,
+                              diverged=record["status"].get(spec.name))
+        if member.diverged:
+            quiet(f"{spec.name}: stopped earlier ({member.diverged}); not resumed")
+        elif run.latest_state() is not None:
+            quiet(f"{spec.name}: resuming after epoch {student_run.resume()}")
+        cohort_members.append(member)
+    uses_teacher = [member for member in cohort_members if member.uses_teacher]
+    teacher_logits = uses_teacher[0].run.task.teacher_logits if uses_teacher else (lambda inputs: None)
+
+    def on_diverged(member: CohortMember) -> None:
+        record["status"][member.name] = member.diverged
+        if placement.is_main:
+            write_json_atomic(cohort_dir / COHORT_FILE, record)
+
+    quiet(f"cohort {cohort_dir}: {len(cohort_members)} students ({', '.join(names)}); "
+          f"teacher {teacher.meta['architecture']} runs once per batch for each seed")
+    trainer = CohortTrainer(cohort_members, loaders, test_loader, teacher_logits, placement, first.epochs,
+                            announce=quiet, on_diverged=on_diverged)
+    trainer.fit(stop_after)
+    return {member.name: ({"diverged": member.diverged} if member.diverged else
+                          (member.run.history[-1] if member.run.history else {})) for member in cohort_members}
+
+
+def plan_members(specs: list[MemberSpec], file_values: dict[str, Any], cli_values: dict[str, Any],
+                 base_options: dict[str, Any]) -> list[PlannedMember]:
+    """Each member's config, resolved exactly as the solo command with its student, method and seed would be."""
+    from robustkd.train.config import resolve_config
+
+    planned = []
+    for spec in specs:
+        values = {**cli_values, "model": spec.student, "method": spec.method, "seed": spec.seed,
+                  "method_options": {**base_options, **spec.overrides}}
+        planned.append(PlannedMember(spec, resolve_config(DistillConfig, dict(file_values), values)))
+    return planned
+
+
+def plan_resume(cohort_dir: Path, cli_values: dict[str, Any]) -> list[PlannedMember]:
+    """The members of an existing cohort with their saved configs (only epochs and device may change)."""
+    from robustkd.train.command import config_for_resume
+
+    planned = []
+    for entry in read_cohort(cohort_dir)["members"]:
+        try:
+            spec = MemberSpec(str(entry["student"]), str(entry["method"]), int(entry["seed"]), dict(entry["overrides"]))
+        except (KeyError, TypeError, ValueError):
+            raise RobustKDError(f"--resume: {Path(cohort_dir) / COHORT_FILE} has a malformed member entry {entry!r}") from None
+        member_dir = Path(cohort_dir) / spec.name
+        if not (member_dir / "config.json").is_file():
+            raise RobustKDError(f"--resume: {member_dir / 'config.json'} is missing; the cohort folder is damaged")
+        planned.append(PlannedMember(spec, config_for_resume(DistillConfig, member_dir, cli_values)))
+    return planned
