@@ -59,7 +59,7 @@ def metric_unit(suite: str, key: str) -> str:
 
 # Parameters that only add work items (cells, attacks, images) to a resumable suite: changing them keeps
 # the finished items; any other change starts the suite afresh.
-EXTENDABLE = {"certified": {"max"}, "corruption": {"corruptions", "severities", "batch_size"},
+EXTENDABLE = {"certified": {"max", "batch_size"}, "corruption": {"corruptions", "severities", "batch_size"},
               "adversarial": {"attacks", "eps_curve_255", "autoattack_versions", "masking_examples"}}
 
 
@@ -188,8 +188,10 @@ def _run_calibration(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
 
 def _run_certified(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
     test = ctx.in_memory_test("certified")
-    metrics = summarise_certificates(certify_dataset(ctx.model, test, params, out, ctx.device), out)
-    return metrics, {"radii": list(RADII), "noise": "Gaussian in [0, 1] input space, before the model's normalisation"}
+    rows, protocol = certify_dataset(ctx.model, test, params, out, ctx.device)
+    metrics = summarise_certificates(rows, out)
+    return metrics, {"radii": list(RADII), "noise": "Gaussian in [0, 1] input space, before the model's normalisation",
+                     **protocol}
 
 
 def _run_corruption(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:

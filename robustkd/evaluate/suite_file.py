@@ -48,6 +48,9 @@ class CertifiedParams:
     max: int = -1
     seed: int = 0
     predict_n: int = 1000
+    noise_chunk: int = 256
+    fold_batchnorm: bool = True
+    autocast: str = "none"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """The certified suite: randomized-smoothing certificates per test image, resumable, then the summary.
 
 Per-example rows are appended to ``certify.tsv`` as each image finishes (index, label, prediction, radius,
-correct, count, p_lower, seconds); a killed run continues after the last finished image. Certified accuracy
-at radius r = share of certified images whose prediction is correct and whose radius is at least r.
+correct, count, p_lower, seconds); a killed run continues after the last finished image. Certificates depend
+on the seed, the device and the noise chunk, not on the batch size (see ``robustkd.evaluate.smoothing``).
+Certified accuracy at radius r = share of certified images whose prediction is correct and whose radius is
+at least r.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from robustkd.data.dataset import ImageDataset  # noqa: E402
-from robustkd.evaluate.smoothing import ABSTAIN, Smooth  # noqa: E402
+from robustkd.errors import RobustKDError  # noqa: E402
+from robustkd.evaluate.smoothing import ABSTAIN, Smooth, inference_model  # noqa: E402
 from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: E402
 from robustkd.utils.seeding import derive_seed  # noqa: E402
 
@@ -29,32 +32,44 @@ COLUMNS = ["index", "label", "prediction", "radius", "correct", "count", "p_lowe
            "seconds"]
 
 
-def certify_dataset(model: nn.Module, dataset: ImageDataset, params, work_dir: Path, device: torch.device) -> pd.DataFrame:
-    """Certify every ``skip``-th image (up to ``max``), appending to ``work_dir/certify.tsv``; returns all rows."""
+AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def certify_dataset(model: nn.Module, dataset: ImageDataset, params, work_dir: Path, device: torch.device
+                    ) -> tuple[pd.DataFrame, dict]:
+    """Certify every ``skip``-th image (up to ``max``), appending to ``work_dir/certify.tsv``; returns all rows
+    and the protocol of the base classifier (BatchNorm folded or not, autocast, noise stream)."""
+    if params.autocast not in AUTOCAST_DTYPES:
+        raise RobustKDError(f"certified suite: autocast = {params.autocast!r}; expected none, bf16 or fp16")
     path = work_dir / "certify.tsv"
     done = set(pd.read_csv(path, sep="\t")["index"].tolist()) if path.is_file() else set()
     if not path.is_file():
         path.write_text("\t".join(COLUMNS) + "\n")
-    smooth = Smooth(model, dataset.num_classes, params.sigma)
+    base, folded = inference_model(model, params.fold_batchnorm)
+    smooth = Smooth(base, dataset.num_classes, params.sigma, noise_chunk=params.noise_chunk,
+                    autocast_dtype=AUTOCAST_DTYPES[params.autocast])
     indices = list(range(0, len(dataset), params.skip))
     if params.max >= 0:
         indices = indices[: params.max]
     for index in indices:
         if index in done:
             continue
-        generator = torch.Generator(device=device).manual_seed(derive_seed(params.seed, index))
+        seed = derive_seed(params.seed, index)
         x = dataset.images[index].to(device).float() / 255.0
         label = int(dataset.labels[index])
         started = time.perf_counter()
-        certificate = smooth.certify(x, params.n0, params.n, params.alpha, params.batch_size, generator)
-        predicted = smooth.predict(x, params.predict_n, params.alpha, params.batch_size, generator) \
+        certificate = smooth.certify(x, params.n0, params.n, params.alpha, params.batch_size, seed)
+        predicted = smooth.predict(x, params.predict_n, params.alpha, params.batch_size, seed) \
             if params.predict_n > 0 else ABSTAIN
         row = [index, label, certificate.prediction, f"{certificate.radius:.6f}", int(certificate.prediction == label),
                certificate.count, f"{certificate.p_lower:.8f}", predicted, int(predicted == label),
                f"{time.perf_counter() - started:.3f}"]
         with open(path, "a") as handle:  # one complete line per finished image
             handle.write("\t".join(str(value) for value in row) + "\n")
-    return pd.read_csv(path, sep="\t")
+    protocol = {"batchnorm_folded": folded, "precision": "float32" if params.autocast == "none"
+                else f"{params.autocast} autocast", "noise_stream": f"chunks of {params.noise_chunk} samples per "
+                "(seed, image, stream), drawn on the evaluation device; independent of batch_size"}
+    return pd.read_csv(path, sep="\t"), protocol
 
 
 def summarise_certificates(rows: pd.DataFrame, out_dir: Path) -> dict[str, float]:
