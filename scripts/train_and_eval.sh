@@ -3,7 +3,11 @@
 # evaluation suite, fill the results database, and write the leaderboard CSV and the HTML report.
 #
 #   scripts/train_and_eval.sh [--profile quick|paper] [--data-dir DIR] [--device DEV] [--runs-dir DIR]
-#                             [--results-dir DIR]
+#                             [--results-dir DIR] [--seeds 0,1,2]
+#
+# The students are one cohort (robustkd distill --method ce,kd,dist,cmkd --seeds ...): for each seed they
+# share the data order, augmentation and initial weights, and the teacher runs once per batch for all of
+# them. --seeds defaults to 0 for quick and 0,1,2 for paper; the leaderboard groups the seeds of a method.
 #
 # quick: a 2-core-CPU budget (about 25 minutes with the real CIFAR-100): resnet20 teacher (8 epochs on the
 #        first 25,000 training images), resnet8 students (5 epochs on the first 15,000), clean/calibration/
@@ -21,6 +25,7 @@ data_dir="${ROBUSTKD_DATA:-$REPO_ROOT/data}"
 device=auto
 runs_dir="$REPO_ROOT/runs"
 results_dir=""
+seeds=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) profile="$2"; shift 2 ;;
@@ -28,8 +33,9 @@ while [ $# -gt 0 ]; do
         --device) device="$2"; shift 2 ;;
         --runs-dir) runs_dir="$2"; shift 2 ;;
         --results-dir) results_dir="$2"; shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-        *) echo "train_and_eval.sh: unknown argument '$1'; expected --profile, --data-dir, --device, --runs-dir or --results-dir" >&2; exit 2 ;;
+        --seeds) seeds="$2"; shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        *) echo "train_and_eval.sh: unknown argument '$1'; expected --profile, --data-dir, --device, --runs-dir, --results-dir or --seeds" >&2; exit 2 ;;
     esac
 done
 suites_dir="$REPO_ROOT/eval_suites"
@@ -38,17 +44,23 @@ case "$profile" in
         teacher=resnet20; teacher_args=(--recipe quick --epochs 8 --milestones 5,7 --train-limit 25000)
         student=resnet8; student_args=(--recipe quick --epochs 5 --milestones 3,4 --train-limit 15000 --eval-every 5)
         n_corruption=(--n-examples 1000); n_adversarial=(--n-examples 200); n_certified=(--n-examples 100)
-        adversarial_suite="$suites_dir/quick/adversarial.toml"; certified_suite="$suites_dir/quick/certified.toml" ;;
+        adversarial_suite="$suites_dir/quick/adversarial.toml"; certified_suite="$suites_dir/quick/certified.toml"
+        seeds="${seeds:-0}" ;;
     paper)
         teacher=resnet32x4; teacher_args=(--recipe paper)
         student=resnet8x4; student_args=(--recipe paper)
         n_corruption=(); n_adversarial=(); n_certified=()
-        adversarial_suite="$suites_dir/adversarial.toml"; certified_suite="$REPO_ROOT/eval_suites/paper_certified.toml" ;;
+        adversarial_suite="$suites_dir/adversarial.toml"; certified_suite="$REPO_ROOT/eval_suites/paper_certified.toml"
+        seeds="${seeds:-0,1,2}" ;;
     *) echo "train_and_eval.sh: --profile must be quick or paper, got '$profile'" >&2; exit 2 ;;
 esac
 results_dir="${results_dir:-$REPO_ROOT/results/$profile}"
 db="$results_dir/robustkd.db"
 methods=(ce kd dist cmkd)
+if ! [[ "$seeds" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
+    echo "train_and_eval.sh: --seeds must be comma-separated non-negative integers such as 0,1,2, got '$seeds'" >&2; exit 2
+fi
+IFS=, read -r -a seed_list <<< "$seeds"
 
 VENV="$(bash "$REPO_ROOT/scripts/setup_env.sh")"
 robustkd="$VENV/bin/robustkd"
@@ -62,18 +74,24 @@ finished() {  # finished RUN_DIR EPOCHS: the run holds its final checkpoint
 epochs_of() { "$VENV/bin/python" -c "import json; print(json.load(open('$1/config.json'))['epochs'])"; }
 
 # ---- the plan: what is done and what remains ----
-stages=("teacher $teacher" $(for m in "${methods[@]}"; do echo "student-$m"; done) "evaluate" "leaderboard+report")
+cohort_run="$runs_dir/$profile/students"
+members=()
+for seed in "${seed_list[@]}"; do for m in "${methods[@]}"; do members+=("$cohort_run/$student-$m-s$seed"); done; done
+cohort_finished() {  # every member holds its final checkpoint
+    [ -f "$cohort_run/cohort.json" ] || return 1
+    local member
+    for member in "${members[@]}"; do
+        [ -f "$member/config.json" ] && finished "$member" "$(epochs_of "$member")" || return 1
+    done
+}
+stages=("teacher $teacher" "students" "evaluate" "leaderboard+report")
 echo "train_and_eval.sh ($profile): ${#stages[@]} stages; runs in $runs_dir/$profile, results in $results_dir"
 status() { if [ "$1" = 1 ]; then echo "done"; else echo "to do"; fi; }
 t_done=0; [ -f "$teacher_run/config.json" ] && finished "$teacher_run" "$(epochs_of "$teacher_run")" && t_done=1
 echo "  [1] teacher $teacher: $(status $t_done)"
-i=2
-for m in "${methods[@]}"; do
-    s_done=0; r="$runs_dir/$profile/student-$m"
-    [ -f "$r/config.json" ] && finished "$r" "$(epochs_of "$r")" && s_done=1
-    echo "  [$i] student $student ($m): $(status $s_done)"; i=$((i + 1))
-done
-echo "  [$i] evaluation suites (finished results are kept)"; echo "  [$((i + 1))] leaderboard and report"
+c_done=0; cohort_finished && c_done=1
+echo "  [2] students $student x (${methods[*]}) x seeds $seeds, one cohort: $(status $c_done)"
+echo "  [3] evaluation suites (finished results are kept)"; echo "  [4] leaderboard and report"
 
 train_or_resume() {  # train_or_resume RUN_DIR COMMAND ARGS...: resume an interrupted run, skip a finished one
     local run="$1"; shift
@@ -97,13 +115,16 @@ print(f"    teacher {meta['architecture']}: clean top-1 {m['test_top1']:.2f}% on
       f"trained on {meta['n_train']} images from {meta['data_source']}")
 PY
 
-i=2
-for m in "${methods[@]}"; do
-    run="$runs_dir/$profile/student-$m"
-    echo "[$i/${#stages[@]}] student $student distilled with $m -> $run ($(( (SECONDS - started) / 60 )) min elapsed)"
-    train_or_resume "$run" distill --teacher "$teacher_run" --student "$student" --method "$m" "${student_args[@]}"
-    i=$((i + 1))
-done
+echo "[2/${#stages[@]}] students $student (${methods[*]}) x seeds $seeds, one cohort -> $cohort_run ($(( (SECONDS - started) / 60 )) min elapsed)"
+if cohort_finished; then
+    echo "    finished already: $cohort_run"
+elif [ -f "$cohort_run/cohort.json" ]; then
+    "$robustkd" distill --run-dir "$cohort_run" --resume "${common[@]}"
+else
+    "$robustkd" distill --teacher "$teacher_run" --student "$student" --method "$(IFS=,; echo "${methods[*]}")" \
+        --seeds "$seeds" "${student_args[@]}" --run-dir "$cohort_run" "${common[@]}"
+fi
+i=3
 
 echo "[$i/${#stages[@]}] evaluation suites -> $results_dir ($(( (SECONDS - started) / 60 )) min elapsed)"
 evaluate() {  # evaluate CHECKPOINT SUITE_NAME SUITE_FILE [args...]: skip a finished result
@@ -126,8 +147,7 @@ PY
             --data-dir "$data_dir" --allow-embedded --device "$device" "$@"
     fi
 }
-models=("$teacher_run")
-for m in "${methods[@]}"; do models+=("$runs_dir/$profile/student-$m"); done
+models=("$teacher_run" "${members[@]}")
 for model in "${models[@]}"; do
     evaluate "$model" clean clean
     evaluate "$model" calibration calibration

@@ -168,3 +168,22 @@ def test_resume_of_a_folder_without_a_cohort_is_refused(tmp_path: Path, capsys: 
     (tmp_path / "c").mkdir()
     assert main(["distill", "--run-dir", str(tmp_path / "c"), "--resume", "--seeds", "0,1"]) == 2
     assert capsys.readouterr().err.startswith("robustkd: error: ")
+
+
+def test_a_cohort_trains_data_parallel_with_two_gloo_processes(teacher: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "robustkd.cli",
+               "distill", "--teacher", str(teacher), "--student", "resnet8", "--method", "ce,kd", "--seeds", "0,1",
+               *TINY, "--device", "cpu", "--run-dir", str(tmp_path / "ddp")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("; checkpoint ") == 4  # rank 0 alone reports, once per member
+    assert result.stdout.count("epoch 2/2 resnet8-") == 4
+    for member in ("resnet8-ce-s0", "resnet8-kd-s0", "resnet8-ce-s1", "resnet8-kd-s1"):
+        rows = [json.loads(line) for line in (tmp_path / "ddp" / member / "metrics.jsonl").read_text().splitlines()]
+        assert rows[-1]["test_n"] == 100  # the two evaluation shards add up to the whole test subset
+        assert rows[-1]["global_step"] == 2 * 200 // (2 * 50)  # each rank takes half of every epoch

@@ -31,16 +31,17 @@ def test_main_job_runs_offline_on_the_embedded_subset_and_resumes(tmp_path: Path
                "--results-dir", str(results)]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                              start_new_session=True)
-    marker = tmp_path / "runs" / "quick" / "student-kd" / "state"
+    marker = tmp_path / "runs" / "quick" / "students" / "resnet8-kd-s0" / "state"
     deadline = time.time() + 1200
     while not marker.exists() and first.poll() is None and time.time() < deadline:
         time.sleep(0.5)
     os.killpg(first.pid, signal.SIGTERM)
     output = first.communicate(timeout=120)[0]
-    assert "using the embedded CIFAR-100 subset instead" in output and "[3/7] student resnet8 distilled with kd" in output
+    assert "using the embedded CIFAR-100 subset instead" in output and "[2/4] students resnet8 (ce kd dist cmkd) x seeds 0, one cohort" in output
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=2400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "student resnet8 (ce): done" in second.stdout and "student resnet8 (cmkd): to do" in second.stdout
+    assert "students resnet8 x (ce kd dist cmkd) x seeds 0, one cohort: to do" in second.stdout
+    assert "resuming after epoch" in second.stdout
     board = pd.read_csv(results / "leaderboard.csv")
     assert sorted(board["method"]) == ["ce", "cmkd", "dist", "kd", "trained"]
     assert board["clean_acc"].notna().all() and board["corruption_acc"].notna().all()
@@ -48,5 +49,5 @@ def test_main_job_runs_offline_on_the_embedded_subset_and_resumes(tmp_path: Path
     assert (results / "report.html").is_file() and (results / "corruption_grid.csv").is_file()
     third = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert third.returncode == 0
-    assert third.stdout.count("finished already") == 5 + 5 * 5 + 4  # runs + suites + relations
+    assert third.stdout.count("finished already") == 2 + 5 * 5 + 4  # teacher and cohort + suites + relations
     assert "added" not in third.stdout  # no evaluation ran again

@@ -70,11 +70,15 @@ class CohortTrainer:
             for seed in self.train_loaders:
                 due = [m for m in self.members if m.seed == seed and m.active and m.run.next_epoch == epoch]
                 if due:
-                    self._train_epoch(seed, due, epoch)
+                    self.train_epoch(seed, due, epoch)
+                    for member in due:
+                        if member.active:
+                            self._guarded(member, lambda: self._finish_epoch(member, epoch))
                 if self.placement.world_size > 1:
                     dist.barrier()
 
-    def _train_epoch(self, seed: int, due: list[CohortMember], epoch: int) -> None:
+    def train_epoch(self, seed: int, due: list[CohortMember], epoch: int) -> None:
+        """The steps of epoch ``epoch`` for the ``due`` members of ``seed`` (no evaluation, no save)."""
         loader = self.train_loaders[seed]
         for member in due:
             member.run.begin_epoch(epoch)
@@ -95,9 +99,6 @@ class CohortTrainer:
                 bar.update(len(labels))
                 if (step + 1) % CHECK_EVERY_STEPS == 0 and not bar.disable:
                     bar.set_postfix_str(self._progress(active))
-        for member in due:
-            if member.active:
-                self._guarded(member, lambda: self._finish_epoch(member, epoch))
 
     def _finish_epoch(self, member: CohortMember, epoch: int) -> None:
         row = member.run.end_epoch(self.test_loader, member.run.should_evaluate(epoch))

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Cohort distillation against separate runs: the same students, the same batches, measured in one run.
+
+Reference ("separate"): each method trained by the solo ``Trainer`` on its own, as ``robustkd distill
+--method M`` does (the teacher runs inside every distilling student's step). Cohort: the ``CohortTrainer``
+steps every method's student on each batch after one teacher forward. Both use robustkd's real loops,
+the same frozen teacher (random weights: only speed is measured), the same loader and batch size. Timed:
+the training steps of one epoch of ``--steps`` batches (a warm-up epoch first; no evaluation, no saving).
+Prints seconds per batch for each separate run, their sum, the cohort's, and the ratio; the teacher
+forward and one student step are timed alone too, to show where the time goes. Median of --repeats.
+
+    python benchmarks/bench_cohort.py --teacher resnet32x4 --student resnet8x4 --batch-size 64
+    python benchmarks/bench_cohort.py --teacher resnet20 --student resnet8 --batch-size 128 --steps 20
+    python benchmarks/bench_cohort.py --device cuda --tile --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from robustkd.data import load_image_dataset
+from robustkd.data.dataset import ImageDataset
+from robustkd.data.loader import TensorBatchLoader
+from robustkd.distill.cohort import CohortMember, CohortTrainer
+from robustkd.distill.command import DistillConfig
+from robustkd.distill.methods import parse_method
+from robustkd.distill.options import DistillOptions
+from robustkd.distill.task import DistillationTask
+from robustkd.distill.teacher import frozen_teacher
+from robustkd.models import build_model
+from robustkd.train.loop import Placement, Trainer
+from robustkd.train.run_dir import RunDirectory
+from robustkd.train.student_run import StudentRun
+from robustkd.utils.device import resolve_device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _task(student: str, teacher, method: str, dataset: ImageDataset, seed: int) -> DistillationTask:
+    torch.manual_seed(seed)
+    model = build_model(student, dataset.num_classes, dataset.mean, dataset.std)
+    return DistillationTask(model, teacher, parse_method(method, DistillOptions()), {})
+
+
+def _run_dir() -> RunDirectory:
+    return RunDirectory(Path(tempfile.mkdtemp(prefix="robustkd-bench-cohort-")))  # never written: no saves here
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--teacher", default="resnet32x4")
+    parser.add_argument("--student", default="resnet8x4")
+    parser.add_argument("--methods", default="ce,kd,dist,cmkd")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=10, help="batches per timed epoch")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", choices=["none", "bf16"], default="none")
+    parser.add_argument("--tile", action="store_true", help="repeat the data to fill --steps batches")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    methods = args.methods.split(",")
+    dataset = load_image_dataset("cifar100", "train", args.data_dir, allow_embedded=True)
+    needed = args.steps * args.batch_size
+    if args.tile and len(dataset) < needed:
+        copies = -(-needed // len(dataset))
+        dataset = ImageDataset(dataset.name, dataset.split, dataset.images.repeat(copies, 1, 1, 1),
+                               dataset.labels.repeat(copies), dataset.classes, dataset.mean, dataset.std,
+                               f"{dataset.source} tiled x{copies}")
+    dataset = dataset.subset(needed)
+    config = DistillConfig(model=args.student, teacher="random", method="kd", batch_size=args.batch_size,
+                           epochs=240, eval_every=240, amp=args.amp, lr=0.05).validate()
+    loader = TensorBatchLoader(dataset, args.batch_size, device, train=True, channels_last=config.channels_last)
+    torch.manual_seed(1)
+    teacher, _ = frozen_teacher(build_model(args.teacher, dataset.num_classes, dataset.mean, dataset.std))
+    teacher.to(device)
+    placement = Placement(device)
+
+    solos = {method: Trainer(config, _task(args.student, teacher, method, dataset, 0), loader, None, _run_dir(),
+                             placement, {}, announce=lambda _: None) for method in methods}
+    members = [CohortMember(method, 0, StudentRun(config, _task(args.student, teacher, method, dataset, 0), _run_dir(),
+                                                  placement, {}, isolate_rng=True),
+                            parse_method(method, DistillOptions()).uses_teacher) for method in methods]
+    teacher_logits = next(m.run.task.teacher_logits for m in members if m.uses_teacher)
+    cohort = CohortTrainer(members, {0: loader}, None, teacher_logits, placement, config.epochs, announce=lambda _: None)
+
+    def timed(action) -> float:
+        _sync(device)
+        started = time.perf_counter()
+        action()
+        _sync(device)
+        return (time.perf_counter() - started) / args.steps
+
+    def teacher_only() -> None:
+        with torch.no_grad():
+            for inputs, _ in loader.epoch(1):
+                teacher(inputs)
+
+    times: dict[str, list[float]] = {f"separate:{m}": [] for m in methods}
+    times.update({"cohort": [], "teacher_forward": []})
+    for repeat in range(args.repeats + 1):  # the first round warms up and is not recorded
+        measured = {f"separate:{m}": timed(lambda m=m: solos[m].train_epoch(1)) for m in methods}
+        measured["cohort"] = timed(lambda: cohort.train_epoch(0, members, 1))
+        measured["teacher_forward"] = timed(teacher_only)
+        if repeat:
+            for key, value in measured.items():
+                times[key].append(value)
+    medians = {key: statistics.median(values) for key, values in times.items()}
+    separate = sum(medians[f"separate:{m}"] for m in methods)
+    ratio = separate / medians["cohort"]
+    print(f"{args.teacher} -> {args.student}, methods {args.methods}; device {device}, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, batch {args.batch_size}, {args.steps} batches, amp {args.amp}, "
+          f"median of {args.repeats}; data {dataset.source}")
+    for key, value in medians.items():
+        print(f"  {key:22s} {1000 * value:8.1f} ms/batch")
+    print(f"  separate runs, summed  {1000 * separate:8.1f} ms/batch")
+    print(f"  cohort / separate: {ratio:.2f}x faster (students trained per second: "
+          f"{len(methods) * args.batch_size / medians['cohort']:.0f} vs {len(methods) * args.batch_size / separate:.0f} img/s)")
+    if args.json:
+        args.json.write_text(json.dumps({"teacher": args.teacher, "student": args.student, "methods": methods,
+                                         "device": str(device), "torch": torch.__version__, "batch_size": args.batch_size,
+                                         "steps": args.steps, "amp": args.amp, "threads": torch.get_num_threads(),
+                                         "seconds_per_batch_median": medians, "runs": times,
+                                         "separate_sum": separate, "ratio": ratio}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
