@@ -134,6 +134,7 @@ def evaluate_model(
             "method_options": model_info.get("method_options"), "kind": model_info.get("kind"),
             "training": {key: (model_info.get("hyperparameters") or {}).get(key)
                          for key in ("recipe", "epochs", "train_limit", "noise_sd")},
+            "cohort": model_info.get("cohort"),
         }
         write_json_atomic(tmp / "summary.json", summary)
         if target.exists():

@@ -2,7 +2,7 @@
 
 One row per (checkpoint sha256, suite, suite-file sha256, metric, subset) with its value, unit and
 provenance (model name, architecture, method and options, teacher sha256, dataset, n_examples, seed,
-device, package versions, protocol, result directory, time). A result is written in one transaction
+device, package versions, protocol, training provenance, cohort, result directory, time). A result is written in one transaction
 that first deletes that result's previous rows, so re-recording replaces instead of duplicating, and a
 crash leaves either the old rows or the new ones. Writers wait for each other (``BEGIN IMMEDIATE`` with a
 busy timeout; WAL journal), so concurrent evaluations lose no rows.
@@ -22,7 +22,7 @@ from robustkd.errors import RobustKDError
 
 DEFAULT_DB = Path("results") / "robustkd.db"
 BUSY_TIMEOUT_S = 120.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: column ``cohort``; a version-1 database gains it on first connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS results (
     training TEXT,                   -- JSON: recipe, epochs, train_limit, noise_sd
     result_dir TEXT,
     created TEXT,
+    cohort TEXT,                     -- JSON: {path, member, members} for a cohort member, else null
     PRIMARY KEY (checkpoint_sha256, suite, suite_sha256, metric, subset)
 );
 CREATE INDEX IF NOT EXISTS results_by_model ON results (checkpoint_sha256);
@@ -56,7 +57,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 
 COLUMNS = ("checkpoint_sha256", "suite", "suite_sha256", "metric", "subset", "value", "unit", "model_name",
            "architecture", "kind", "method", "method_options", "teacher_sha256", "dataset", "n_examples", "seed",
-           "device", "package_versions", "protocol", "training", "result_dir", "created")
+           "device", "package_versions", "protocol", "training", "result_dir", "created", "cohort")
+ADDED_COLUMNS = {"cohort": "TEXT"}  # columns added after schema version 1, with their types
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,33 @@ def connect(db: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=FULL")
     connection.executescript(SCHEMA)
     connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    try:
+        _migrate(connection, db)
+    except BaseException:
+        connection.close()
+        raise
     return connection
+
+
+def _migrate(connection: sqlite3.Connection, db: Path) -> None:
+    """Bring an older database to ``SCHEMA_VERSION`` (add the missing columns); refuse a newer one."""
+    stored = int(connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+    if stored > SCHEMA_VERSION:
+        raise RobustKDError(f"results: {db} has schema version {stored}; this robustkd reads up to "
+                            f"{SCHEMA_VERSION} (upgrade robustkd)")
+    if stored == SCHEMA_VERSION:
+        return
+    connection.execute("BEGIN IMMEDIATE")  # concurrent connections migrate one after the other
+    try:
+        present = {row[1] for row in connection.execute("PRAGMA table_info(results)")}
+        for column, kind in ADDED_COLUMNS.items():
+            if column not in present:
+                connection.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
+        connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
 
 
 def result_rows(result_dir: Path) -> list[tuple]:
@@ -105,6 +133,7 @@ def result_rows(result_dir: Path) -> list[tuple]:
         "protocol": json.dumps(summary.get("protocol"), sort_keys=True),
         "training": json.dumps(summary.get("training"), sort_keys=True),
         "result_dir": str(result_dir.resolve()), "created": summary.get("created"),
+        "cohort": json.dumps(summary.get("cohort"), sort_keys=True),
     }
     rows = []
     for metric, value in sorted(metrics.items()):
