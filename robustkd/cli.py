@@ -145,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--db", type=Path, default=None, help="SQLite file (default: results/robustkd.db)")
     report.add_argument("--radius", type=float, default=0.25)
 
+    compare = commands.add_parser("compare", help="paired comparison of methods (per-seed differences, "
+                                                  "t-intervals, verdicts) from the results database")
+    compare.add_argument("--db", type=Path, default=None, help="SQLite file (default: results/robustkd.db)")
+    compare.add_argument("--metric", action="append", help="a leaderboard column (clean_acc, ece, ...; repeatable; "
+                                                           "default: every headline column)")
+    compare.add_argument("--pair", action="append", help="A:B, compared as A - B (repeatable; e.g. cmkd:kd, "
+                                                         "cmkd[cmkd_spearman=0.5]:cmkd; default: every pair)")
+    compare.add_argument("--teacher", help="only students of this teacher (sha256 prefix)")
+    compare.add_argument("--radius", type=float, default=0.25, help="certified-accuracy radius column (default 0.25)")
+    compare.add_argument("--format", default="table", help="table (default), csv, json or md")
+    compare.add_argument("--out", type=Path, help="write to this file (atomically) instead of printing")
+
     info = commands.add_parser("info", help="print a checkpoint's sidecar after verifying its weights")
     info.add_argument("checkpoint", type=Path)
     return parser
@@ -383,6 +395,24 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_compare(args: argparse.Namespace) -> int:
+    from robustkd.results.compare_format import FORMATS, write_comparison
+    from robustkd.results.paired import compare, parse_pair
+    from robustkd.results.store import read_results
+
+    if args.format not in FORMATS:
+        raise RobustKDError(f"--format: {args.format!r}; expected one of {', '.join(FORMATS)}")
+    pairs = [parse_pair(text) for text in args.pair or []]
+    comparison = compare(read_results(_default_db(args.db)), metrics=args.metric, pairs=pairs or None,
+                         teacher=args.teacher, radius=args.radius)
+    text = write_comparison(comparison, args.format, args.out)
+    if text is not None:
+        sys.stdout.write(text)
+    else:
+        print(f"wrote {args.out} ({len(comparison.rows)} comparisons, {args.format})")
+    return 0
+
+
 def _run_info(args: argparse.Namespace) -> int:
     from robustkd.checkpoint import load_checkpoint
 
@@ -401,7 +431,7 @@ def _run_models(_: argparse.Namespace) -> int:
 
 HANDLERS = {"train": _run_train, "distill": _run_distill, "evaluate": _run_evaluate, "corrupt": _run_corrupt,
             "results": _run_results, "leaderboard": _run_leaderboard, "report": _run_report, "info": _run_info,
-            "models": _run_models}
+            "models": _run_models, "compare": _run_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,315 @@
+"""Paired comparison of distillation methods: per-seed differences between students of one teacher.
+
+Students (distilled checkpoints) are grouped by dataset, teacher sha256, student architecture and training
+provenance (``training``: recipe, epochs, train_limit, noise_sd); runs that differ in any of these are never
+paired. Within a group a student's *method label* is its method plus the recorded options that differ from
+today's defaults (``cmkd``, ``cmkd[cmkd_spearman=0.5]``). Two labels are paired on a seed when both have a
+checkpoint of that seed: in a cohort (docs/cohort.md) a seed fixes data order, augmentation and
+initialisation, so the difference of two members is the effect of the method on that draw.
+
+A metric is compared on one *evaluation* (suite, suite-file sha256, subset) that both students of a seed
+were evaluated on; of the evaluations shared by a pair, the one with the most paired seeds is used (ties:
+the metric's own suite, then the full test set, then the larger prefix). Seeds a method has for the metric
+but that are not paired are reported as dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from robustkd.errors import RobustKDError
+from robustkd.results.leaderboard import Column, leaderboard_columns
+
+CONFIDENCE = 0.95
+METHOD_RANK = ["cmkd", "dist", "kd", "ce"]  # orientation: the earlier method is "a" in "a - b"
+VERDICT_PAIRS = [("cmkd", "kd"), ("cmkd", "dist"), ("dist", "kd")]
+GROUP_KEYS = ["dataset", "teacher_sha256", "architecture", "training"]
+ONE_SEED = "one seed: no interval"
+NOT_DISTINGUISHABLE = "not distinguishable"
+
+
+@dataclass(frozen=True)
+class PairedStats:
+    """Summary of differences d_i = a_i - b_i over n paired seeds.
+
+    ``std`` is the sample standard deviation (ddof=1); ``low``/``high`` the two-sided t-interval of the mean
+    (n - 1 degrees of freedom) and ``p_value`` the paired t-test's; all three are NaN when n < 2. When every
+    difference is equal (std 0) the interval is the point [mean, mean] and p is 0 (mean != 0) or 1.
+    ``wins_a`` counts seeds where a is better in the metric's direction, ``ties`` exact zeros.
+    """
+
+    n: int
+    mean: float
+    std: float
+    low: float
+    high: float
+    p_value: float
+    wins_a: int
+    wins_b: int
+    ties: int
+
+
+def paired_stats(differences: Sequence[float], higher_is_better: bool, confidence: float = CONFIDENCE) -> PairedStats:
+    """Statistics of the per-seed differences (a - b); ``differences`` must be non-empty and finite."""
+    d = np.asarray(differences, dtype=float)
+    if d.size == 0 or not np.isfinite(d).all():
+        raise ValueError(f"paired_stats: needs at least one finite difference, got {list(d)}")
+    n, mean = int(d.size), float(d.mean())
+    std = float(d.std(ddof=1)) if n > 1 else math.nan
+    low = high = p_value = math.nan
+    if n > 1 and std == 0.0:
+        low = high = mean
+        p_value = 0.0 if mean != 0.0 else 1.0
+    elif n > 1:
+        low, high = (float(x) for x in stats.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n)))
+        p_value = float(stats.ttest_1samp(d, 0.0).pvalue)
+    a_better = d > 0 if higher_is_better else d < 0
+    return PairedStats(n, mean, std, low, high, p_value, wins_a=int(a_better.sum()),
+                       wins_b=int(((d != 0) & ~a_better).sum()), ties=int((d == 0).sum()))
+
+
+def verdict(result: PairedStats, higher_is_better: bool) -> str:
+    """``better`` / ``worse`` (for a against b) when the interval excludes 0, else ``not distinguishable``;
+    ``one seed: no interval`` for n < 2. Direction-aware: for a lower-is-better metric a negative mean is better."""
+    if result.n < 2:
+        return ONE_SEED
+    if result.low <= 0.0 <= result.high:
+        return NOT_DISTINGUISHABLE
+    return "better" if (result.mean > 0) == higher_is_better else "worse"
+
+
+@lru_cache(maxsize=None)
+def _default_options(method: str) -> dict | None:
+    from robustkd.distill.methods import parse_method
+    from robustkd.distill.options import DistillOptions
+
+    try:
+        return parse_method(method, DistillOptions()).recorded_options
+    except (RobustKDError, KeyError, ValueError):
+        return None
+
+
+def _format_value(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def method_label(method: str, options_json: str | None) -> str:
+    """``method`` plus, in brackets, the recorded options that differ from the method's defaults
+    (``cmkd[cmkd_spearman=0.5]``); the bare method when none differ or the method is unknown here."""
+    options = json.loads(options_json) if options_json else None
+    defaults = _default_options(method)
+    if not isinstance(options, dict) or defaults is None:
+        return method
+    differing = {k: v for k, v in options.items() if k not in defaults or not _same(v, defaults[k])}
+    if not differing:
+        return method
+    return f"{method}[{','.join(f'{k}={_format_value(v)}' for k, v in sorted(differing.items()))}]"
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
+    return a == b
+
+
+def training_text(training_json: str | None) -> str:
+    """``recipe=quick epochs=10 train_limit=15000`` from the stored training JSON (unset keys left out)."""
+    training = json.loads(training_json) if training_json else None
+    if not isinstance(training, dict):
+        return "training unrecorded"
+    return " ".join(f"{k}={_format_value(v)}" for k, v in sorted(training.items()) if v is not None) or "-"
+
+
+def students(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per distilled checkpoint with a teacher and a seed: checkpoint_sha256, the group keys, label,
+    seed (int), created (its newest result) and cohort (the cohort's path, '' for a solo run)."""
+    rows = results[results["method"].notna() & results["teacher_sha256"].notna() & results["seed"].notna()
+                   & results["kind"].fillna("distill").ne("train")]
+    if rows.empty:
+        return pd.DataFrame(columns=["checkpoint_sha256", *GROUP_KEYS, "label", "seed", "created", "cohort"])
+    rows = rows.assign(training=rows["training"].fillna("null"), method_options=rows["method_options"].fillna("null"))
+    cohort = rows["cohort"] if "cohort" in rows.columns else pd.Series("null", index=rows.index)
+    rows = rows.assign(cohort=cohort.fillna("null").map(lambda text: (json.loads(text) or {}).get("path") or ""))
+    newest = rows.sort_values("created").drop_duplicates("checkpoint_sha256", keep="last")
+    labels = [method_label(m, o) for m, o in zip(newest["method"], newest["method_options"])]
+    return newest.assign(label=labels, seed=newest["seed"].astype(int))[
+        ["checkpoint_sha256", *GROUP_KEYS, "label", "seed", "created", "cohort"]].reset_index(drop=True)
+
+
+def metric_values(results: pd.DataFrame, column: Column) -> pd.DataFrame:
+    """The stored values of one headline column, one row per (checkpoint, suite, suite_sha256, subset):
+    the column's own suite and metric; for ``clean_acc`` also every suite's ``clean_acc`` (evaluated images)."""
+    own = (results["suite"] == column.suite) & (results["metric"] == column.metric)
+    if column.name == "clean_acc":
+        own |= results["metric"] == "clean_acc"
+    rows = results[own & results["value"].notna()]
+    rows = rows.assign(own_suite=rows["suite"].eq(column.suite), n_examples=rows["n_examples"].fillna(0).astype(int))
+    rows = rows.sort_values(["own_suite", "created"]).drop_duplicates(
+        ["checkpoint_sha256", "suite", "suite_sha256", "subset"], keep="last")
+    return rows[["checkpoint_sha256", "suite", "suite_sha256", "subset", "n_examples", "own_suite", "value"]]
+
+
+def _rank(label: str) -> tuple[int, int, str]:
+    base = label.split("[", 1)[0]
+    return METHOD_RANK.index(base) if base in METHOD_RANK else len(METHOD_RANK), 0 if "[" in label else 1, label
+
+
+def _orient(a: str, b: str) -> tuple[str, str]:
+    """(a, b) ordered cmkd, dist, kd, ce, others; an ablation variant before its base method."""
+    return (a, b) if _rank(a) <= _rank(b) else (b, a)
+
+
+def _pair_order(pair: tuple[str, str]) -> tuple:
+    """The verdict pairs first (cmkd:kd, cmkd:dist, dist:kd), then by method rank."""
+    return (VERDICT_PAIRS.index(pair) if pair in VERDICT_PAIRS else len(VERDICT_PAIRS), _rank(pair[0]), _rank(pair[1]))
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """``"cmkd:kd"`` -> ("cmkd", "kd"); the colon outside brackets separates the two labels."""
+    depth, cut = 0, None
+    for index, char in enumerate(text):
+        depth += (char == "[") - (char == "]")
+        if char == ":" and depth == 0:
+            if cut is not None:
+                cut = -1
+                break
+            cut = index
+    if cut is None or cut < 0 or not text[:cut].strip() or not text[cut + 1:].strip():
+        raise RobustKDError(f"--pair {text!r}: expected A:B, e.g. cmkd:kd or cmkd[cmkd_spearman=0.5]:cmkd")
+    a, b = text[:cut].strip(), text[cut + 1:].strip()
+    if a == b:
+        raise RobustKDError(f"--pair {text!r}: compares {a} with itself")
+    return a, b
+
+
+@dataclass
+class Comparison:
+    """``rows``: one row per (group, pair, metric) with the per-seed differences and their statistics
+    (columns in ``ROW_COLUMNS``); ``groups``: the groups' seeds and cohorts; ``notes``: what was dropped or merged."""
+
+    rows: pd.DataFrame
+    groups: pd.DataFrame
+    pairs: list[tuple[str, str]]
+    verdict_pairs: list[tuple[str, str]]
+    notes: list[str] = field(default_factory=list)
+
+
+ROW_COLUMNS = ["group", "dataset", "teacher", "architecture", "training", "a", "b", "metric", "unit", "better",
+               "suite", "suite_sha256", "subset", "n_examples", "n_paired", "seeds", "differences", "mean_a", "mean_b",
+               "mean_diff", "std_diff", "ci_low", "ci_high", "confidence", "p_value", "wins_a", "wins_b", "ties",
+               "dropped", "n_dropped", "verdict"]
+
+
+def group_name(dataset: str, teacher_sha256: str, architecture: str, training: str) -> str:
+    return f"{dataset}, teacher {teacher_sha256[:12]}, student {architecture}, {training_text(training)}"
+
+
+def compare(results: pd.DataFrame, *, metrics: Sequence[str] | None = None,
+            pairs: Sequence[tuple[str, str]] | None = None, teacher: str | None = None, radius: float = 0.25,
+            confidence: float = CONFIDENCE) -> Comparison:
+    """Paired comparison of the store's rows (``read_results``).
+
+    ``metrics``: headline column names (default: all of ``leaderboard_columns(radius)``); ``pairs``: (a, b)
+    labels, compared as a - b (default: every pair of labels within a group, oriented cmkd, dist, kd, ce,
+    ablation variants before their base); ``teacher``: a sha256 prefix. Raises RobustKDError for an unknown
+    metric or label, or when there are no distilled students to compare.
+    """
+    columns = leaderboard_columns(radius)
+    by_name = {c.name: c for c in columns}
+    unknown = [m for m in metrics or [] if m not in by_name]
+    if unknown:
+        raise RobustKDError(f"--metric: unknown {', '.join(map(repr, unknown))}; expected one of: {', '.join(by_name)}")
+    chosen = [by_name[m] for m in dict.fromkeys(metrics)] if metrics else columns
+    if results.empty:
+        raise RobustKDError("compare: the results database holds no results yet")
+    pool = students(results)
+    if teacher:
+        pool = pool[pool["teacher_sha256"].str.startswith(teacher.lower())]
+    if pool.empty:
+        raise RobustKDError("compare: no distilled students (with a teacher and a seed) in the database"
+                            + (f" for teacher {teacher}" if teacher else ""))
+    known = sorted(set(pool["label"]))
+    for pair in pairs or []:
+        missing = [label for label in pair if label not in known]
+        if missing:
+            raise RobustKDError(f"--pair {pair[0]}:{pair[1]}: unknown method {missing[0]!r}; "
+                                f"methods in the database: {', '.join(known)}")
+    notes: list[str] = []
+    rows: list[dict] = []
+    group_rows: list[dict] = []
+    results = results[results["checkpoint_sha256"].isin(pool["checkpoint_sha256"])]
+    values = {c.name: metric_values(results, c).merge(pool, on="checkpoint_sha256") for c in chosen}
+    for key, members in pool.groupby(GROUP_KEYS, sort=True):
+        identity = dict(zip(GROUP_KEYS, key))
+        name = group_name(*key)
+        duplicated = members.groupby(["label", "seed"]).size()
+        for (label, seed), count in duplicated[duplicated > 1].items():
+            notes.append(f"{name}: {label} seed {seed} has {count} checkpoints; the newest result of each is used")
+        labels = sorted(set(members["label"]))
+        group_pairs = [p for p in pairs if p[0] in labels and p[1] in labels] if pairs else \
+            sorted((_orient(a, b) for a, b in combinations(labels, 2)), key=_pair_order)
+        group_rows.append({"group": name, **identity, "methods": " ".join(labels),
+                           "seeds": " ".join(map(str, sorted(set(members["seed"])))),
+                           "cohorts": " ".join(sorted(set(members["cohort"]) - {""})) or "-",
+                           "n_checkpoints": len(members)})
+        for a, b in group_pairs:
+            for column in chosen:
+                row = _compare_one(values[column.name], identity, a, b, column, confidence)
+                if row is not None:
+                    rows.append({"group": name, "dataset": identity["dataset"],
+                                 "teacher": identity["teacher_sha256"][:12], "architecture": identity["architecture"],
+                                 "training": training_text(identity["training"]), **row})
+    if pairs:
+        for a, b in pairs:
+            if not any(r["a"] == a and r["b"] == b for r in rows):
+                notes.append(f"{a}:{b}: no seed with both, in one group (teacher, architecture, training) "
+                             "and on one evaluation")
+    verdict_pairs = list(pairs) if pairs else [p for p in VERDICT_PAIRS if p[0] in known and p[1] in known]
+    compared = list(pairs) if pairs else sorted(dict.fromkeys((r["a"], r["b"]) for r in rows), key=_pair_order)
+    return Comparison(pd.DataFrame(rows, columns=ROW_COLUMNS), pd.DataFrame(group_rows), compared, verdict_pairs, notes)
+
+
+def _compare_one(values: pd.DataFrame, identity: dict, a: str, b: str, column: Column,
+                 confidence: float) -> dict | None:
+    """The comparison of labels a and b of one group on one column, or None when no seed pairs."""
+    mine = values
+    for key, value in identity.items():
+        mine = mine[mine[key] == value]
+    mine = mine.sort_values("created").drop_duplicates(["label", "seed", "suite", "suite_sha256", "subset"],
+                                                       keep="last")
+    side_a, side_b = mine[mine["label"] == a], mine[mine["label"] == b]
+    if side_a.empty or side_b.empty:
+        return None
+    evaluation = ["suite", "suite_sha256", "subset"]
+    joined = side_a.merge(side_b, on=evaluation + ["seed"], suffixes=("_a", "_b"))
+    if joined.empty:
+        return None
+    ranked = joined.groupby(evaluation).agg(n=("seed", "size"), own=("own_suite_a", "first"),
+                                             n_examples=("n_examples_a", "max")).reset_index()
+    ranked["full"] = ranked["subset"].eq("")
+    best = tuple(ranked.sort_values(["n", "own", "full", "n_examples"], ascending=False)[evaluation].iloc[0])
+    paired = joined[(joined[evaluation] == pd.Series(best, index=evaluation)).all(axis=1)].sort_values("seed")
+    differences = (paired["value_a"] - paired["value_b"]).to_numpy()
+    result = paired_stats(differences, column.higher_is_better, confidence)
+    seeds = [int(s) for s in paired["seed"]]
+    dropped = sorted([f"{a}:{s}" for s in set(side_a["seed"]) - set(seeds)] +
+                     [f"{b}:{s}" for s in set(side_b["seed"]) - set(seeds)])
+    suite, suite_sha256, subset = best
+    return {"a": a, "b": b, "metric": column.name, "unit": column.unit,
+            "better": "higher" if column.higher_is_better else "lower", "suite": suite, "suite_sha256": suite_sha256,
+            "subset": subset or "full", "n_examples": int(paired["n_examples_a"].max()), "n_paired": result.n,
+            "seeds": seeds, "differences": [float(x) for x in differences],
+            "mean_a": float(paired["value_a"].mean()), "mean_b": float(paired["value_b"].mean()),
+            "mean_diff": result.mean, "std_diff": result.std, "ci_low": result.low, "ci_high": result.high,
+            "confidence": confidence, "p_value": result.p_value, "wins_a": result.wins_a, "wins_b": result.wins_b,
+            "ties": result.ties, "dropped": dropped, "n_dropped": len(dropped),
+            "verdict": verdict(result, column.higher_is_better)}
