@@ -1,8 +1,9 @@
 """``robustkd report``: one self-contained HTML page (inline CSS, images as data URIs, no network).
 
 Sections: the answer in one table (best student per criterion), the leaderboard, a per-method comparison
-for each teacher (CE vs KD vs DIST vs CMKD, with differences to KD), the suites' plots per model, and
-the protocol of every number (suite parameters, suite-file sha256, package versions).
+for each teacher (CE vs KD vs DIST vs CMKD, with differences to KD), the paired comparison (verdicts and
+per-seed differences, robustkd/results/paired.py), the suites' plots per model, and the protocol of every
+number (suite parameters, suite-file sha256, package versions).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from robustkd.errors import RobustKDError
 from robustkd.results.leaderboard import build_leaderboard, display_table, leaderboard_columns
 
 PLOTS = [  # (suite, file, caption)
@@ -113,6 +115,46 @@ def _method_comparison(table: pd.DataFrame) -> str:
     return "".join(parts) or "<p class='note'>No students distilled from a common teacher yet.</p>"
 
 
+def _paired(results: pd.DataFrame, radius: float) -> str:
+    """Per group (teacher, student architecture, training): the verdict table and the per-seed differences."""
+    from robustkd.results.compare_format import per_seed_display, verdict_display
+    from robustkd.results.paired import compare
+
+    try:
+        comparison = compare(results, radius=radius)
+    except RobustKDError:
+        return "<p class='note'>No distilled students with recorded seeds to pair yet.</p>"
+    parts = []
+    for group in comparison.groups.to_dict("records"):
+        rows = comparison.rows[comparison.rows["group"] == group["group"]]
+        if rows.empty:
+            continue
+        seeds = group["seeds"].split()
+        parts.append(
+            f"<h3>{html.escape(group['group'])}</h3><p class='note'>Methods {html.escape(group['methods'])}; "
+            f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({html.escape(group['seeds'])}); cohorts: "
+            f"{html.escape(group['cohorts'])}. A seed pairs data order, augmentation and initialisation: each "
+            "difference below is a − b between two students that differ only in their distillation method "
+            "(and method options).</p>")
+        verdicts = verdict_display(rows, comparison.verdict_pairs)
+        if not verdicts.empty:
+            parts.append("<div class='wide'>" + _table(_escaped(verdicts), "verdicts at 95 % (for a against b)")
+                         .replace(">better (", "><span class='better'>better</span> (")
+                         .replace(">worse (", "><span class='worse'>worse</span> (") + "</div>")
+        parts.append("<details><summary>per-seed differences, mean, sample std, 95 % t-interval, wins "
+                     f"({len(rows)} comparisons)</summary><div class='wide'>"
+                     f"{_table(_escaped(per_seed_display(rows)))}</div></details>")
+    if not parts:
+        return "<p class='note'>No two methods share a seed, a teacher, a student architecture and a training " \
+               "configuration yet.</p>"
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in comparison.notes)
+    lower = ", ".join(c.name for c in leaderboard_columns(radius) if not c.higher_is_better)
+    return "".join(parts) + (f"<ul class='note'>{notes}</ul>" if notes else "") + (
+        "<p class='note'>Verdict: better or worse when the 95 % t-interval of the mean difference excludes 0 "
+        f"(direction-aware: lower is better for {lower}), else not distinguishable; one paired seed gives no "
+        "interval. <code>robustkd compare</code> prints the same tables.</p>")
+
+
 def _plots(results: pd.DataFrame) -> str:
     newest = results.sort_values("created").drop_duplicates(["checkpoint_sha256", "suite"], keep="last")
     parts = []
@@ -159,6 +201,7 @@ def render_report(results: pd.DataFrame, radius: float = 0.25, title: str = "rob
         "<h2>Leaderboard</h2>", f"<div class='wide'>{_table(_escaped(display_table(table, radius)))}</div>",
         "<details><summary>units of the columns</summary>", _table(_escaped(units)), "</details>",
         "<h2>Per-method comparison (same teacher)</h2>", _method_comparison(table),
+        "<h2>Paired comparison</h2>", _paired(results, radius),
         "<h2>Plots</h2>", _plots(results),
         "<h2>Protocol of each number</h2>", _protocols(results),
         LOAD_CHECK, "</body></html>",
