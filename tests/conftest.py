@@ -1,4 +1,7 @@
-"""Test settings: no downloads, no progress bars, two threads; tests never need ../shared or a GPU."""
+"""Test settings: no downloads, no progress bars, two threads; tests never need ../shared or a GPU.
+
+``ROBUSTKD_TEST_DEVICE`` (default ``cpu``) is the device of the ``test_device`` fixture, for the tests that
+take one (benchmarks/run_gpu_checks.sh sets ``cuda``); the CLI's ``--device auto`` picks CUDA by itself."""
 
 from __future__ import annotations
 
@@ -23,6 +26,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--run-all"):
         config.option.markexpr = ""
+
+
+@pytest.fixture(scope="session")
+def test_device() -> torch.device:
+    return torch.device(os.environ.get("ROBUSTKD_TEST_DEVICE", "cpu"))
 
 
 @pytest.fixture(scope="session")
