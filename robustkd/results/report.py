@@ -141,7 +141,7 @@ def _paired(results: pd.DataFrame, radius: float) -> str:
             parts.append("<div class='wide'>" + _table(_escaped(verdicts), "verdicts at 95 % (for a against b)")
                          .replace(">better (", "><span class='better'>better</span> (")
                          .replace(">worse (", "><span class='worse'>worse</span> (") + "</div>")
-        parts.append("<details><summary>per-seed differences, mean, sample std, 95 % t-interval, wins "
+        parts.append("<details open><summary>per-seed differences, mean, sample std, 95 % t-interval, wins "
                      f"({len(rows)} comparisons)</summary><div class='wide'>"
                      f"{_table(_escaped(per_seed_display(rows)))}</div></details>")
     if not parts:
