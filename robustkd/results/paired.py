@@ -136,7 +136,8 @@ def students(results: pd.DataFrame) -> pd.DataFrame:
                    & results["kind"].fillna("distill").ne("train")]
     if rows.empty:
         return pd.DataFrame(columns=["checkpoint_sha256", *GROUP_KEYS, "label", "seed", "created", "cohort"])
-    rows = rows.assign(training=rows["training"].fillna("null"), method_options=rows["method_options"].fillna("null"))
+    rows = rows.assign(training=rows["training"].fillna("null"), method_options=rows["method_options"].fillna("null"),
+                       dataset=rows["dataset"].fillna(""), architecture=rows["architecture"].fillna(""))
     cohort = rows["cohort"] if "cohort" in rows.columns else pd.Series("null", index=rows.index)
     rows = rows.assign(cohort=cohort.fillna("null").map(lambda text: (json.loads(text) or {}).get("path") or ""))
     newest = rows.sort_values("created").drop_duplicates("checkpoint_sha256", keep="last")
@@ -151,7 +152,7 @@ def metric_values(results: pd.DataFrame, column: Column) -> pd.DataFrame:
     own = (results["suite"] == column.suite) & (results["metric"] == column.metric)
     if column.name == "clean_acc":
         own |= results["metric"] == "clean_acc"
-    rows = results[own & results["value"].notna()]
+    rows = results[own & np.isfinite(results["value"].astype(float))]
     rows = rows.assign(own_suite=rows["suite"].eq(column.suite), n_examples=rows["n_examples"].fillna(0).astype(int))
     rows = rows.sort_values(["own_suite", "created"]).drop_duplicates(
         ["checkpoint_sha256", "suite", "suite_sha256", "subset"], keep="last")
