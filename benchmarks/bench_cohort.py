@@ -68,6 +68,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", choices=["none", "bf16"], default="none")
     parser.add_argument("--tile", action="store_true", help="repeat the data to fill --steps batches")
+    parser.add_argument("--extrapolate", type=int, default=240, metavar="EPOCHS",
+                        help="also print the training time of this many 50,000-image epochs (default 240: the paper "
+                             "protocol), from the measured time per batch (evaluation and saving not included)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -129,12 +132,17 @@ def main() -> None:
     print(f"  separate runs, summed  {1000 * separate:8.1f} ms/batch")
     print(f"  cohort / separate: {ratio:.2f}x faster (students trained per second: "
           f"{len(methods) * args.batch_size / medians['cohort']:.0f} vs {len(methods) * args.batch_size / separate:.0f} img/s)")
+    batches = args.extrapolate * (50000 // args.batch_size)
+    estimate = {"epochs": args.extrapolate, "cohort_minutes": batches * medians["cohort"] / 60,
+                "separate_minutes": batches * separate / 60}
+    print(f"  {args.extrapolate} epochs of 50,000 images: cohort {estimate['cohort_minutes']:.0f} min, separate runs "
+          f"{estimate['separate_minutes']:.0f} min (training steps only)")
     if args.json:
         args.json.write_text(json.dumps({"teacher": args.teacher, "student": args.student, "methods": methods,
                                          "device": str(device), "torch": torch.__version__, "batch_size": args.batch_size,
                                          "steps": args.steps, "amp": args.amp, "threads": torch.get_num_threads(),
                                          "seconds_per_batch_median": medians, "runs": times,
-                                         "separate_sum": separate, "ratio": ratio}, indent=2))
+                                         "separate_sum": separate, "ratio": ratio, "extrapolation": estimate}, indent=2))
 
 
 if __name__ == "__main__":
