@@ -32,7 +32,7 @@ from fake_device import FAKE, DeviceMixingError, fake_device, to_cpu, to_device
 from torch import nn
 
 from robustkd.corruptions.catalog import BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
-from robustkd.corruptions.engine import corrupt
+from robustkd.corruptions.engine import DEVICE_EXACT, corrupt
 from robustkd.distill.methods import parse_method
 from robustkd.distill.options import DistillOptions
 from robustkd.evaluate.runner import evaluate_model
@@ -41,10 +41,6 @@ from robustkd.evaluate.suite_file import load_suite
 from robustkd.models.zoo import build_model
 
 ALL_CORRUPTIONS = BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS
-DEVICE_EXACT = ("impulse_noise", "jpeg_compression")
-"""Corruptions whose arithmetic is selection and correctly rounded IEEE operations (or the CPU codec): the
-same uint8 output on every device. The others may differ by one level (fused multiply-adds, reduction
-order)."""
 
 
 def _images(count: int, size: int, seed: int = 0) -> torch.Tensor:

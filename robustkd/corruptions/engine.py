@@ -314,6 +314,12 @@ CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in (
 )}
 
 
+DEVICE_EXACT: tuple[str, ...] = ("impulse_noise", "jpeg_compression")
+"""Corruptions whose output is the same uint8 image on every device: selections and correctly rounded IEEE
+operations, or the CPU codec. The others may differ by one level between devices (a GPU's fused
+multiply-adds and reduction orders move a value across a rounding boundary); draws never differ."""
+
+
 def image_seed(seed: int, corruption: str, severity: int, index: int) -> int:
     """The generator seed of one image: a hash of (seed, corruption, severity, dataset index)."""
     digest = hashlib.sha256(f"{seed}:{corruption}:{severity}:{index}".encode()).digest()
