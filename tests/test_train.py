@@ -57,6 +57,24 @@ def test_extending_a_finished_run_matches_training_longer(tmp_path: Path) -> Non
     assert all(torch.equal(long[key], extended[key]) for key in long)
 
 
+def test_a_run_killed_before_its_first_state_restarts_and_resumes_cleanly(tmp_path: Path) -> None:
+    import shutil
+
+    assert _train(tmp_path, "straight", "--epochs", "2", "--deterministic") == 0
+    # Killed during epoch 1: only config.json exists. A plain restart treats the folder as empty.
+    (tmp_path / "config-only").mkdir()
+    shutil.copy(tmp_path / "straight" / "config.json", tmp_path / "config-only" / "config.json")
+    assert _train(tmp_path, "config-only", "--epochs", "2", "--deterministic") == 0
+    # Killed after the first model was written and before its training state: --resume starts afresh
+    # from the saved config and ends with the same weights.
+    assert _train(tmp_path, "torn", "--epochs", "2", "--deterministic", "--stop-after", "1") == 0
+    shutil.rmtree(tmp_path / "torn" / "state")
+    assert main(["train", "--run-dir", str(tmp_path / "torn"), "--resume"]) == 0
+    for name in ("config-only", "torn"):
+        straight, other = _weights(tmp_path / "straight"), _weights(tmp_path / name)
+        assert all(torch.equal(straight[key], other[key]) for key in straight), name
+
+
 def test_a_run_never_overwrites_another(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _train(tmp_path, "run", "--epochs", "1") == 0
     before = (tmp_path / "run" / "model.safetensors").read_bytes()

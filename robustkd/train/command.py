@@ -113,7 +113,7 @@ def _execute(
     if placement.is_main and not resume:
         run.write_config(config.to_dict())
     trainer = Trainer(config, task, train_loader, test_loader, run, placement, meta, announce)
-    if resume:
+    if resume and run.latest_state() is not None:  # else killed before its first state: start afresh
         trainer.resume()
     return trainer.fit(stop_after=stop_after)
 

@@ -34,14 +34,20 @@ class RunDirectory:
 
     @classmethod
     def create(cls, path: Path, *, resume: bool) -> RunDirectory:
-        """Open ``path`` for a new run (it must be absent or empty) or, with ``resume``, an existing one."""
+        """Open ``path`` for a new run (it must be absent, empty, or hold only the config of a run killed before
+        it wrote anything else) or, with ``resume``, an existing one (which may hold no training state yet:
+        then the run starts from its saved config)."""
         run = cls(path)
         if resume:
-            if run.latest_state() is None:
-                raise RobustKDError(f"--resume: {path} holds no training state to resume from")
+            if run.latest_state() is None and not run.config_path.is_file():
+                raise RobustKDError(f"--resume: {path} holds no run to resume (no config.json, no training state)")
             return run
-        if run.path.exists() and any(run.path.iterdir()):
-            raise RobustKDError(f"run directory {path} already holds a run; pass --resume to continue it or choose another --run-dir")
+        if run.path.exists() and not run.path.is_dir():
+            raise RobustKDError(f"--run-dir {path} is a file; expected a folder for the run")
+        if run.path.is_dir() and any(run.path.iterdir()):
+            if [entry.name for entry in run.path.iterdir()] != [run.config_path.name]:
+                raise RobustKDError(f"run directory {path} already holds a run; pass --resume to continue it or choose another --run-dir")
+            run.config_path.unlink()  # a run killed before its first epoch: nothing to keep
         run.path.mkdir(parents=True, exist_ok=True)
         return run
 
