@@ -165,8 +165,9 @@ echo "[$((i + 1))/${#stages[@]}] leaderboard and report ($(( (SECONDS - started)
 "$robustkd" leaderboard export --db "$db" --format csv --out "$results_dir/leaderboard.csv" \
     --grid-out "$results_dir/corruption_grid.csv"
 "$robustkd" leaderboard export --db "$db" --format md --out "$results_dir/leaderboard.md"
+"$robustkd" compare --db "$db" --format md --out "$results_dir/compare.md"  # paired by seed: CMKD vs KD, ...
 "$robustkd" report --db "$db" --out "$results_dir/report.html"
 echo "done in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
-echo "leaderboard: $results_dir/leaderboard.csv"
+echo "leaderboard: $results_dir/leaderboard.csv; paired comparison: $results_dir/compare.md"
 echo "report:      $results_dir/report.html"
 echo "database:    $db"
