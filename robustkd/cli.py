@@ -205,7 +205,9 @@ def _run_distill(args: argparse.Namespace) -> int:
         config = config_for_resume(DistillConfig, args.run_dir, {**cli, "method_options": given_options or None})
     else:
         file_values = read_config_file(args.config) if args.config else {}
-        file_options = file_values.pop("method_options", {}) if isinstance(file_values.get("method_options", {}), dict) else {}
+        file_options = file_values.pop("method_options", {})
+        if not isinstance(file_options, dict):
+            raise RobustKDError(f"--config: [method_options] must be a table of option = value, got {file_options!r}")
         config = resolve_config(DistillConfig, file_values, {**cli, "method_options": {**file_options, **given_options}})
     run, row = distill_command(config, run_dir=args.run_dir, data_dir=args.data_dir, resume=args.resume,
                                stop_after=args.stop_after, allow_embedded=args.allow_embedded)

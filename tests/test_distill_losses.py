@@ -218,3 +218,11 @@ def test_folded_teacher_matches_the_original(name: str, folded: bool) -> None:
     inputs = torch.rand(8, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(fast(inputs), teacher(inputs), rtol=1e-4, atol=1e-4)
+
+
+def test_exact_ranks_of_half_precision_logits_are_exact_for_many_classes() -> None:
+    # 1000 distinct values: bf16 holds integers exactly only up to 256, so ranks must be computed wider.
+    x = torch.randperm(1000).float()[None].to(torch.bfloat16)
+    ranks = exact_rank(x)
+    assert ranks.dtype == torch.float32
+    np.testing.assert_array_equal(ranks[0].numpy(), scipy.stats.rankdata(x[0].float().numpy()))

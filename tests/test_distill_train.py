@@ -83,3 +83,28 @@ def test_config_file_with_method_options_and_flag_override(teacher: Path, tmp_pa
                  "--run-dir", str(tmp_path / "run")]) == 0
     options = json.loads((tmp_path / "run" / "model.json").read_text())["method_options"]
     assert options["cmkd_weighting"] == "equal" and options["cmkd_tau"] == 3.0  # the flag wins over the file
+
+
+@pytest.mark.parametrize("extra, config_text, message", [
+    (["--method", "ce", "--ce-weight", "0"], None, "with ce_weight 0 has no loss term left"),
+    (["--method", "cmkd", "--cmkd-rank-backend", "torchsort"], None, "the optional torchsort package is not installed"),
+    (["--method", "kd"], '[method_options]\nkd_temperature = "hot"\n', "distill option: kd_temperature='hot'; expected a finite number"),
+    (["--method", "kd"], 'method_options = "kd_temperature=8"\n', "[method_options] must be a table of option = value"),
+    (["--method", "kd"], "[method_options]\nkd_temperature = nan\n", "kd_temperature=nan; expected a finite number"),
+])
+def test_bad_method_options_get_one_line(teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         extra: list[str], config_text: str | None, message: str) -> None:
+    import importlib.util
+
+    if "torchsort" in extra and importlib.util.find_spec("torchsort") is not None:
+        pytest.skip("torchsort is installed here")
+    config = []
+    if config_text is not None:
+        (tmp_path / "c.toml").write_text(config_text)
+        config = ["--config", str(tmp_path / "c.toml")]
+    code = main(["distill", "--teacher", str(teacher), "--student", "resnet8", *extra, *COMMON, *config,
+                 "--epochs", "1", "--run-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("robustkd: error: ") and err.count("\n") == 1, err
+    assert message in err, err
+    assert not (tmp_path / "run").exists()

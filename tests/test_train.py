@@ -163,3 +163,37 @@ def test_data_parallel_training_with_two_gloo_processes(tmp_path: Path) -> None:
     assert rows[-1]["test_n"] == 200  # the two evaluation shards add up to the whole test split
     assert rows[-1]["global_step"] == 2 * 1000 // (2 * 50)  # each rank takes half of every epoch
     assert rows[-1]["test_top1"] > 60.0
+
+
+@pytest.mark.parametrize("line, message", [
+    ('lr = "abc"', "config: lr='abc'; expected a finite number"),
+    ("lr = inf", "config: lr=inf; expected a finite number"),
+    ("weight_decay = nan", "config: weight_decay=nan; expected a finite number"),
+    ("noise_sd = nan", "config: noise_sd=nan; expected a finite number"),
+    ("lr_decay = -1.0", "config: lr_decay=-1.0; expected a positive number"),
+    ("lr_decay = 0", "config: lr_decay=0; expected a positive number"),
+    ("milestones = 5", "config: milestones=5; expected a list of integers"),
+    ('milestones = [2, "x"]', "config: milestones=[2, 'x']; expected a list of integers"),
+    ("epochs = 2.5", "config: epochs=2.5; expected an integer"),
+    ("seed = -1", "config: seed=-1; expected a non-negative integer"),
+    ('seed = "abc"', "config: seed='abc'; expected an integer"),
+    ('deterministic = "yes"', "config: deterministic='yes'; expected true or false"),
+    ("train_limit = 1.5", "config: train_limit=1.5; expected an integer or null"),
+    ('device = 3', "config: device=3; expected a string"),
+])
+def test_config_values_of_the_wrong_type_or_range_get_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(f'model = "resnet8"\ndataset = "synthetic"\n{line}\n')
+    assert main(["train", "--config", str(config), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"robustkd: error: {message}"), err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flags", [["--lr-decay", "-1"], ["--noise-sd", "nan"], ["--seed", "-1"], ["--lr", "inf"]])
+def test_out_of_range_flags_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str]) -> None:
+    assert _train(tmp_path, "run", "--epochs", "1", *flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("robustkd: error: config: ") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()

@@ -102,6 +102,9 @@ def parse_method(spec: str, options: DistillOptions) -> Method:
         raise RobustKDError(f"--method {spec!r} names a term twice")
     term_functions = [base.build(options)] + [ADDONS.get(name)(options) for name in addon_names]
     ce_weight = base.default_ce_weight if options.ce_weight is None else options.ce_weight
+    if ce_weight == 0 and not base.uses_teacher and not addon_names:
+        raise RobustKDError(f"--method {spec!r} with ce_weight 0 has no loss term left; give a positive --ce-weight "
+                            f"or add a term (e.g. {base_name}+spearman)")
 
     def losses(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor) -> Losses:
         out: Losses = {"ce": ce_weight * F.cross_entropy(student, labels)} if ce_weight > 0 else {}

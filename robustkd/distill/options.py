@@ -7,11 +7,13 @@ its authors' code for DIST). CMKD's defaults are ours, chosen by the measurement
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
 from robustkd.distill.difficulty import DIFFICULTY_MEASURES
 from robustkd.errors import RobustKDError
+from robustkd.utils.field_types import check_field_types
 
 CMKD_WEIGHTINGS = ("rank_hard", "value_hard", "equal")
 
@@ -47,6 +49,7 @@ class DistillOptions:
         def bad(name: str, expected: str) -> RobustKDError:
             return RobustKDError(f"distill option {name}={getattr(self, name)!r}; expected {expected}")
 
+        check_field_types(self, "distill option")
         for name in ("kd_temperature", "dist_tau", "cmkd_tau", "cmkd_rank_strength", "cmkd_weight_power"):
             if not getattr(self, name) > 0:
                 raise bad(name, "a positive number")
@@ -58,6 +61,9 @@ class DistillOptions:
             raise bad("ce_weight", "a non-negative number")
         if self.cmkd_rank_backend not in ("sigmoid", "torchsort"):
             raise bad("cmkd_rank_backend", "sigmoid or torchsort")
+        if self.cmkd_rank_backend == "torchsort" and importlib.util.find_spec("torchsort") is None:
+            raise bad("cmkd_rank_backend", "sigmoid: the optional torchsort package is not installed "
+                                           "(pip install 'robustkd[torchsort]', see pyproject.toml)")
         if self.cmkd_teacher_ranks not in ("exact", "soft"):
             raise bad("cmkd_teacher_ranks", "exact or soft")
         if self.cmkd_difficulty not in DIFFICULTY_MEASURES:
@@ -72,6 +78,8 @@ class DistillOptions:
         unknown = sorted(set(values) - known)
         if unknown:
             raise RobustKDError(f"unknown distill option(s) {', '.join(unknown)}; expected some of: {', '.join(sorted(known))}")
+        if not isinstance(values, dict):
+            raise RobustKDError(f"distill options must be a table of option = value, got {values!r}")
         return dataclasses.replace(cls(), **values).validate()
 
     def subset(self, prefixes: tuple[str, ...]) -> dict[str, Any]:

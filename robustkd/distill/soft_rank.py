@@ -33,7 +33,8 @@ def _rows_per_chunk(width: int) -> int:
 
 @torch.no_grad()
 def exact_rank(x: torch.Tensor) -> torch.Tensor:
-    """(B, C) -> float ranks in [1, C] per row; ties get their average rank. O(C log C) per row.
+    """(B, C) -> float ranks in [1, C] per row (float32, or float64 for float64 input); ties get their average
+    rank. O(C log C) per row.
 
     For each entry, the sorted row holds ``left`` smaller entries and ``right - left`` equal ones, so its
     average rank is ``(left + 1 + right) / 2``.
@@ -42,7 +43,9 @@ def exact_rank(x: torch.Tensor) -> torch.Tensor:
     values = x.contiguous()
     left = torch.searchsorted(ordered, values, right=False)
     right = torch.searchsorted(ordered, values, right=True)
-    return (left + right + 1).to(x.dtype if x.is_floating_point() else torch.float32) / 2.0
+    # float32 at least: bf16 / fp16 cannot hold every rank above 256 / 2048 classes exactly
+    wide = torch.promote_types(x.dtype, torch.float32) if x.is_floating_point() else torch.float32
+    return (left + right + 1).to(wide) / 2.0
 
 
 class _PairwiseSoftRank(torch.autograd.Function):

@@ -17,6 +17,7 @@ import yaml
 
 from robustkd.errors import RobustKDError
 from robustkd.registry import Registry
+from robustkd.utils.field_types import check_field_types
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,6 +60,7 @@ class TrainConfig:
         def bad(name: str, expected: str) -> RobustKDError:
             return RobustKDError(f"config: {name}={getattr(self, name)!r}; expected {expected}")
 
+        check_field_types(self, "config")
         canonical_model_name(self.model)  # unknown names fail here, before any run directory exists
         check_dataset_name(self.dataset)
 
@@ -73,6 +75,10 @@ class TrainConfig:
             raise bad("weight_decay", "a non-negative number")
         if self.noise_sd < 0:
             raise bad("noise_sd", "a non-negative number")
+        if not self.lr_decay > 0:
+            raise bad("lr_decay", "a positive number (the factor applied to lr at each milestone)")
+        if self.seed < 0:
+            raise bad("seed", "a non-negative integer")
         if self.amp not in ("none", "bf16", "fp16"):
             raise bad("amp", "one of none, bf16, fp16")
         if sorted(self.milestones) != list(self.milestones) or any(m < 1 for m in self.milestones):
