@@ -13,7 +13,7 @@
 #               GitPython, gitdb, smmap, requests and its dependencies), pyautoattack, imagecorruptions
 #   cli         the main job's CLI stages on the embedded CIFAR-100 subset with --device: train, distill
 #               (cmkd), evaluate with every suite (quick adversarial and certified files), corrupt,
-#               leaderboard export (csv, json, md, html), report
+#               leaderboard export (csv with the corruption grid, html), report
 #   corruption  every corruption x severity on the CPU and on --device: max |uint8 difference| per cell,
 #               bounds asserted (0 for JPEG and impulse noise, <= 1 elsewhere); 32 and 224 pixels
 #   tests       the default test suite with ROBUSTKD_TEST_DEVICE=--device (the CLI's --device auto picks
@@ -36,25 +36,25 @@ out="${OUT:-bench-out}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/gpu-checks.XXXXXX")"
-py="${PYTHON:-python3}"
+py="${PYTHON:-python3}"   # e.g. PYTHON=.venv/bin/python for the dry run here
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" ROBUSTKD_NO_DOWNLOAD=1 ROBUSTKD_PROGRESS=0 PYTHONUNBUFFERED=1 \
     MPLBACKEND=Agg
 started=$SECONDS
 
 if [ "$dry" = 1 ]; then   # tiny sizes: checks the plumbing, measures nothing
-    limits=(env=60 cli=300 corruption=120 tests=30 certify=120 estimate=300)
-    n_eval=20; n_corrupt=10; cmp=(--images 4 --imagenet-images 1 --corruptions fog glass_blur jpeg_compression)
+    limits=(env=60 cli=420 corruption=120 tests=30 certify=120 estimate=240)
+    n_eval=20; n_corrupt=10; limit_train=(--train-limit 500) cmp=(--images 4 --imagenet-images 1 --corruptions fog glass_blur jpeg_compression)
     tests=(tests/test_smoothing.py -k batch_size)
     cert=(--n 200 --n0 20 --images 1 --repeats 1 --batch 100 --ref-batch 100)
-    est=(--n clean=100 calibration=100 relations=100 corruption=4 adversarial=4 certified=1 paper_certified=20
-         --suites clean calibration corruption adversarial certified paper_certified relations)
+    est=(--n clean=100 relations=100 corruption=4 certified=1 paper_certified=20   # calibration and adversarial:
+         --suites clean corruption certified paper_certified relations)            # minutes on a CPU
     qadv="$work/adversarial.toml"
     sed -e 's/^attacks = .*/attacks = ["fgsm", "pgd_linf", "autoattack", "deepfool_l2"]/' -e 's/^pgd_steps = .*/pgd_steps = 2/' \
         -e 's/^square_queries = .*/square_queries = 5/' -e 's/^masking_examples = .*/masking_examples = 4/' \
         eval_suites/quick/adversarial.toml > "$qadv"
 else                      # the GPU run: about 5.5 minutes in all
-    limits=(env=25 cli=95 corruption=45 tests=105 certify=40 estimate=70)
-    n_eval=200; n_corrupt=200; cmp=(--images 200 --imagenet-images 2)
+    limits=(env=20 cli=100 corruption=40 tests=95 certify=35 estimate=55)   # 345 s with the 5 s kill grace unused
+    n_eval=200; n_corrupt=200; limit_train=(); cmp=(--images 200 --imagenet-images 2)
     tests=(tests)
     cert=(--n 100000 --n0 100 --images 3 --repeats 3 --batch 10000 --ref-batch 1000 --bf16)
     est=()
@@ -67,7 +67,12 @@ stage() {   # stage NAME COMMAND...: run with the stage's time limit, log to $OU
     local name="$1"; shift
     local begin=$SECONDS seconds
     echo "== $name (limit $(limit "$name") s, $((SECONDS - started)) s elapsed)"
-    timeout --kill-after=5 "$(limit "$name")" "$@" > "$out/$name.log" 2>&1
+    if declare -F "$1" > /dev/null; then   # a function: run it in a child bash that gets it and the settings
+        timeout --kill-after=5 "$(limit "$name")" bash -c "$(declare -p py device dry work out n_eval n_corrupt qadv \
+            tests limit_train); $(declare -f "$1"); $1" > "$out/$name.log" 2>&1
+    else
+        timeout --kill-after=5 "$(limit "$name")" "$@" > "$out/$name.log" 2>&1
+    fi
     local rc=$?
     seconds=$((SECONDS - begin))
     printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$seconds" "$(limit "$name")" >> "$out/status.tsv"
@@ -99,9 +104,9 @@ cli_stage() {   # the main job's stages (scripts/train_and_eval.sh quick), tiny 
     local cli=("$py" -m robustkd.cli) data=(--data-dir "$work/no-cifar" --allow-embedded)
     local db="$work/results/robustkd.db"
     "${cli[@]}" train --model resnet20 --dataset cifar100 "${data[@]}" --epochs 1 --batch-size 128 --lr 0.05 \
-        --milestones 1 --device "$device" --run-dir "$work/teacher"
+        --milestones 1 "${limit_train[@]}" --device "$device" --run-dir "$work/teacher"
     "${cli[@]}" distill --teacher "$work/teacher" --student resnet8x4 --method cmkd "${data[@]}" --epochs 1 \
-        --batch-size 128 --lr 0.05 --milestones 1 --device "$device" --run-dir "$work/cmkd"
+        --batch-size 128 --lr 0.05 --milestones 1 "${limit_train[@]}" --device "$device" --run-dir "$work/cmkd"
     "${cli[@]}" evaluate --checkpoint "$work/cmkd" --teacher "$work/teacher" --suite clean --suite calibration \
         --suite corruption --suite "$qadv" --suite eval_suites/quick/certified.toml --suite relations \
         "${data[@]}" --n-examples "$n_eval" --device "$device" --out "$work/results" --db "$db"
@@ -109,7 +114,7 @@ cli_stage() {   # the main job's stages (scripts/train_and_eval.sh quick), tiny 
         --n-examples "$n_eval" --device "$device" --out "$work/results" --db "$db"
     "${cli[@]}" corrupt --dataset cifar100 "${data[@]}" --n-examples "$n_corrupt" --corruptions all \
         --device "$device" --out "$work/CIFAR-100-C"
-    for format in csv json md html; do
+    for format in csv html; do
         "${cli[@]}" leaderboard export --db "$db" --format "$format" --out "$out/leaderboard.$format" \
             --grid-out "$out/corruption_grid.csv"
     done
@@ -120,12 +125,27 @@ cli_stage() {   # the main job's stages (scripts/train_and_eval.sh quick), tiny 
     done
 }
 
-tests_stage() {
-    local ignore=()
-    "$py" -c "import cv2" 2>/dev/null || ignore+=(--ignore=tests/test_corruptions.py)
-    "$py" -c "import robustbench" 2>/dev/null || ignore+=(--ignore=tests/test_robustbench_import.py)
-    echo "skipped modules (packages absent): ${ignore[*]:-none}"
-    ROBUSTKD_TEST_DEVICE="$device" "$py" -m pytest -q -p no:cacheprovider -rfE --durations=15 "${ignore[@]}" "${tests[@]}"
+tests_stage() {   # the test files in 4 parallel pytest processes (the GPU machine has 16 cores)
+    local skip=() files=() shard rc=0
+    "$py" -c "import cv2" 2>/dev/null || skip+=(tests/test_corruptions.py)
+    "$py" -c "import robustbench" 2>/dev/null || skip+=(tests/test_robustbench_import.py)
+    echo "skipped modules (packages absent): ${skip[*]:-none}"
+    if [ "${tests[0]}" = tests ]; then
+        for file in tests/test_*.py; do [[ " ${skip[*]} " == *" $file "* ]] || files+=("$file"); done
+    else
+        files=("${tests[@]}")
+    fi
+    local shards=$(( ${#files[@]} < 4 ? 1 : 4 ))
+    for ((shard = 0; shard < shards; shard++)); do
+        local mine=()
+        for ((i = shard; i < ${#files[@]}; i += shards)); do mine+=("${files[$i]}"); done
+        ROBUSTKD_TEST_DEVICE="$device" "$py" -m pytest -q -p no:cacheprovider -rfE --durations=5 \
+            "${mine[@]}" > "$out/tests-$shard.log" 2>&1 &
+    done
+    for ((shard = 0; shard < shards; shard++)); do wait -n || rc=1; done
+    for ((shard = 0; shard < shards; shard++)); do echo "-- shard $shard"; tail -n 12 "$out/tests-$shard.log"; done
+    grep -h -E "^[0-9]+ (passed|failed)|^(FAILED|ERROR) " "$out"/tests-*.log
+    return $rc
 }
 
 stage env env_stage
