@@ -31,7 +31,7 @@ import torch
 
 from robustkd.data.embedded import load_embedded_cifar100
 from robustkd.evaluate.runner import evaluate_model
-from robustkd.evaluate.suite_file import SUITES_DIR, load_suite
+from robustkd.evaluate.suite_file import load_suite, packaged_suite_names
 from robustkd.models.zoo import build_model
 
 FULL_TEST = 10_000
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--model", default="resnet8x4")
     parser.add_argument("--teacher-model", default="resnet32x4", help="the relations suite's teacher")
     parser.add_argument("--checkpoint", help="time this trained model instead of seeded random weights")
-    parser.add_argument("--suites", nargs="*", default=sorted(p.stem for p in SUITES_DIR.glob("*.toml")))
+    parser.add_argument("--suites", nargs="*", default=[n for n in packaged_suite_names() if "/" not in n])
     parser.add_argument("--n", nargs="*", default=[], help="suite=images overrides of the timed prefix sizes")
     parser.add_argument("--models", type=int, default=5, help="models of a paper-profile evaluation")
     parser.add_argument("--work", help="folder for the tiled data and results (default: a temporary one)")
@@ -112,7 +112,7 @@ def main() -> None:
     teacher = build_model(args.teacher_model, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
     rows = []
     for name in args.suites:
-        suite = load_suite(str(SUITES_DIR / f"{name}.toml"))
+        suite = load_suite(name)
         n = min(sizes.get(name, DEFAULT_N.get(suite.name, 1_000)), FULL_TEST)
         if device.type == "cuda":
             torch.cuda.synchronize(device)

@@ -1,7 +1,13 @@
-"""Suite files: ``eval_suites/<name>.toml`` (or any TOML path) naming a suite and its parameters.
+"""Suite files: a packaged suite by name (``clean``, ``quick/adversarial``) or any ``.toml`` path.
+
+Named suites are package data (``robustkd/evaluate/suites_data/``, read through ``importlib.resources``);
+a name never resolves to a file in the current directory, and an argument ending in ``.toml`` is always
+read as a file. ``eval_suites/`` at the top of the repository is a byte-identical, user-facing copy of
+the packaged files (tests/test_suite_packaging.py fails on any drift).
 
 Each suite declares its parameters as a dataclass; a file with an unknown key, a missing ``suite`` or a
-wrong type is refused with a one-line message. The file's sha256 is recorded with every result.
+wrong type is refused with a one-line message. A path-valued key (``_path_field``) that is relative is
+resolved against the suite file's folder. The file's sha256 is recorded with every result.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import dataclasses
 import hashlib
 import sys
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +29,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SUITES_DIR = Path(__file__).resolve().parents[2] / "eval_suites"
+SUITES_PACKAGE = "robustkd.evaluate"
+SUITES_DATA = "suites_data"  # the packaged suite files, a folder of SUITES_PACKAGE
+
+
+def _path_field(reserved: tuple[str, ...] = ()) -> Any:
+    """A str parameter naming a file or folder ("" for none; ``reserved`` words are names, not paths)."""
+    return dataclasses.field(default="", metadata={"path": True, "reserved": reserved})
 
 
 @dataclass(frozen=True)
@@ -57,12 +70,12 @@ class CertifiedParams:
 class CorruptionParams:
     batch_size: int = 500
     source: str = "auto"
-    official_dir: str = ""
+    official_dir: str = _path_field()
     corruptions: tuple[str, ...] = BENCHMARK_CORRUPTIONS
     severities: tuple[int, ...] = SEVERITIES
     seed: int = 0
     n_bins: int = 15
-    reference: str = ""
+    reference: str = _path_field(reserved=("alexnet",))
 
 
 @dataclass(frozen=True)
@@ -111,24 +124,46 @@ class SuiteFile:
     sha256: str
 
 
-def resolve_suite_path(name_or_path: str) -> Path:
-    """A path to an existing TOML file, or a suite name looked up in ``eval_suites/``."""
+def packaged_suite_names() -> list[str]:
+    """Names of the packaged suite files: ``clean``, ..., ``paper_certified``, ``quick/adversarial``, ..."""
+    root = resources.files(SUITES_PACKAGE).joinpath(SUITES_DATA)
+    if not root.is_dir():
+        return []
+    names = [entry.name[:-5] for entry in root.iterdir() if entry.is_file() and entry.name.endswith(".toml")]
+    for folder in (entry for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("__")):
+        names += [f"{folder.name}/{entry.name[:-5]}" for entry in folder.iterdir()
+                  if entry.is_file() and entry.name.endswith(".toml")]
+    return sorted(names)
+
+
+def read_suite_bytes(name_or_path: str) -> tuple[Path, bytes]:
+    """(path, bytes) of a suite: an argument ending in ``.toml`` is a file; anything else a packaged name.
+
+    A name is looked up only among the packaged files, never in the current directory.
+    """
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml":
         if not candidate.is_file():
             raise RobustKDError(f"--suite: no file {candidate}")
-        return candidate
-    for folder in (Path("eval_suites"), SUITES_DIR):
-        path = folder / f"{name_or_path}.toml"
-        if path.is_file():
-            return path
+        return candidate, candidate.read_bytes()
+    known = packaged_suite_names()
+    if name_or_path in known:
+        resource = resources.files(SUITES_PACKAGE).joinpath(SUITES_DATA)
+        for part in f"{name_or_path}.toml".split("/"):
+            resource = resource.joinpath(part)
+        return Path(str(resource)), resource.read_bytes()
+    if name_or_path in SUITE_PARAMS.names():
+        raise RobustKDError(f"--suite {name_or_path}: its packaged suite file {SUITES_DATA}/{name_or_path}.toml is missing "
+                            "from the installed robustkd; reinstall the package")
+    variants = [name for name in known if name not in SUITE_PARAMS.names()]
     raise RobustKDError(f"--suite: unknown suite {name_or_path!r}; expected one of: {', '.join(SUITE_PARAMS.names())}, "
-                        "all, or a path to a .toml suite file")
+                        f"all, a packaged variant ({', '.join(variants) or 'none installed'}), "
+                        "or a path to a .toml suite file")
 
 
 def load_suite(name_or_path: str) -> SuiteFile:
-    path = resolve_suite_path(name_or_path)
-    data = path.read_bytes()
+    """The validated suite named by ``name_or_path`` (see ``read_suite_bytes``); bad files -> RobustKDError."""
+    path, data = read_suite_bytes(name_or_path)
     try:
         values = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -143,8 +178,15 @@ def load_suite(name_or_path: str) -> SuiteFile:
         raise RobustKDError(f"suite file {path}: unknown key(s) {', '.join(unknown)}; the {name} suite takes: "
                             f"{', '.join(fields) or 'no parameters'}")
     for key, value in list(values.items()):
-        values[key] = _checked_value(path, key, value, fields[key].default)
+        values[key] = _relative_to(path, _checked_value(path, key, value, fields[key].default), fields[key])
     return SuiteFile(SUITE_PARAMS.canonical(name), params_cls(**values), path, hashlib.sha256(data).hexdigest())
+
+
+def _relative_to(path: Path, value: Any, field: dataclasses.Field) -> Any:
+    """A path-valued key's relative value resolved against the suite file's folder; other values unchanged."""
+    if not field.metadata.get("path") or not value or value in field.metadata["reserved"]:
+        return value
+    return value if Path(value).is_absolute() else str(path.resolve().parent / value)
 
 
 def _checked_value(path: Path, key: str, value: Any, default: Any) -> Any:
