@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="run evaluation suites on checkpoints")
     evaluate.add_argument("--checkpoint", type=Path, action="append", required=True, help="checkpoint (repeatable)")
     evaluate.add_argument("--suite", action="append", required=True,
-                          help="suite name in eval_suites/ (clean, corruption, adversarial, calibration, certified, "
-                               "relations), 'all', or a .toml path (repeatable)")
+                          help="packaged suite name (clean, corruption, adversarial, calibration, certified, "
+                               "relations, paper_certified, quick/adversarial, quick/certified), 'all', or a path "
+                               "ending in .toml (repeatable); a name never reads ./eval_suites/")
     evaluate.add_argument("--teacher", type=Path, help="teacher checkpoint (the relations suite compares against it)")
     evaluate.add_argument("--n-examples", type=int, help="evaluate the first N test images (marked as a subset)")
     evaluate.add_argument("--out", type=Path, default=Path("results"), help="result root (default: results)")
