@@ -6,11 +6,13 @@ import torch
 from torch import nn
 
 from robustkd.errors import RobustKDError
+from robustkd.evaluate.finite import nonfinite_count, raise_if_nonfinite
 
 
 @torch.no_grad()
 def collect_logits(model: nn.Module, loader, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, C) float32 logits and (N,) labels on the CPU; refuses inputs outside [0, 1] and wrong output sizes."""
+    """(N, C) float32 logits and (N,) labels on the CPU; refuses inputs outside [0, 1], wrong output sizes and
+    non-finite logits (NonFiniteOutputError)."""
     model.eval()
     all_logits, all_labels = [], []
     for inputs, labels in loader.epoch(0):
@@ -21,4 +23,6 @@ def collect_logits(model: nn.Module, loader, num_classes: int) -> tuple[torch.Te
             raise RobustKDError(f"evaluate: the model outputs {tuple(logits.shape[1:])} per input; the dataset has {num_classes} classes")
         all_logits.append(logits.float().cpu())
         all_labels.append(labels.cpu())
-    return torch.cat(all_logits), torch.cat(all_labels)
+    logits = torch.cat(all_logits)
+    raise_if_nonfinite(int(nonfinite_count(logits)), logits.numel(), f"on {len(logits)} clean test images")
+    return logits, torch.cat(all_labels)

@@ -26,6 +26,7 @@ from robustkd.data.sources import load_image_dataset
 from robustkd.data.dataset import ImageDataset
 from robustkd.data.loader import TensorBatchLoader
 from robustkd.errors import RobustKDError
+from robustkd.evaluate.finite import NonFiniteOutputError
 from robustkd.evaluate.predictions import collect_logits
 from robustkd.evaluate.suite_file import SuiteFile
 from robustkd.evaluate.suites.adversarial import run_adversarial
@@ -101,7 +102,11 @@ def evaluate_model(
             raise RobustKDError(f"evaluate: {target} already holds a result; pass --overwrite to replace it")
     batch = max(suite.params.batch_size for suite in suites)
     test = make_loader(dataset, "test", data_dir, batch, device, train=False, limit=n_examples, allow_embedded=allow_embedded)
-    logits, labels = collect_logits(model, test, info.num_classes)
+    try:
+        logits, labels = collect_logits(model, test, info.num_classes)
+    except NonFiniteOutputError as exc:
+        raise RobustKDError(f"evaluate: {name} ({', '.join(suite.name for suite in suites)}): {exc}; "
+                            f"nothing was recorded") from None
     classes = test.dataset.classes if hasattr(test, "dataset") else tuple(str(i) for i in range(info.num_classes))
     context = SuiteContext(model=model, dataset=dataset, test=getattr(test, "dataset", None), logits=logits,
                            labels=labels, classes=classes, device=device, data_dir=data_dir, model_info=model_info,
@@ -121,7 +126,11 @@ def evaluate_model(
             shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True, exist_ok=True)
         stamp.write_text(key)
-        metrics, protocol = SUITE_RUNNERS[suite.name](context, suite.params, tmp)
+        try:
+            metrics, protocol = SUITE_RUNNERS[suite.name](context, suite.params, tmp)
+        except NonFiniteOutputError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)  # no partial result of a broken model to resume
+            raise RobustKDError(f"evaluate: {name}, {suite.name} suite: {exc}; nothing was recorded") from None
         clean_acc = 100.0 * context.clean_accuracy
         summary = {
             "name": name, "architecture": model_info.get("architecture"), "dataset": dataset, "clean_acc": clean_acc,
@@ -214,7 +223,10 @@ def _run_adversarial(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
 
 
 def _run_relations(ctx: SuiteContext, params: Any, out: Path) -> SuiteResult:
-    teacher_logits, teacher_labels = collect_logits(ctx.teacher, ctx.test_loader, ctx.num_classes)
+    try:
+        teacher_logits, teacher_labels = collect_logits(ctx.teacher, ctx.test_loader, ctx.num_classes)
+    except NonFiniteOutputError as exc:
+        raise NonFiniteOutputError(f"(the teacher) {exc}") from None
     if not torch.equal(teacher_labels, ctx.labels):  # pragma: no cover - same loader, same order
         raise RobustKDError("relations: teacher and student saw different test images")
     metrics = run_relations(teacher_logits, ctx.logits, ctx.classes, out)

@@ -28,6 +28,8 @@ import torch
 from scipy.stats import beta, binomtest, norm
 from torch import nn
 
+from robustkd.evaluate.finite import nonfinite_count, raise_if_nonfinite
+
 ABSTAIN = -1
 NOISE_CHUNK = 256
 """Samples per noise chunk (the unit of the noise stream; part of the protocol, recorded by the suite)."""
@@ -143,13 +145,15 @@ class Smooth:
         self.sigma = sigma
         self.noise_chunk = noise_chunk
         self.autocast_dtype = autocast_dtype
+        self._nonfinite = torch.zeros((), dtype=torch.long)  # non-finite logits since the last certify/predict
 
     def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int, seed: int = 0) -> Certificate:
         """Certify one input ``x`` (3, H, W); reproducible for a given ``seed`` and device."""
         selection = self.sample_counts(x, n0, batch_size, seed, SELECTION)
         estimation = self.sample_counts(x, n, batch_size, seed, ESTIMATION)
         guess_tensor = selection.argmax()
-        guess, count = torch.stack((guess_tensor, estimation[guess_tensor])).tolist()  # the one host sync
+        guess, count, bad = torch.stack((guess_tensor, estimation[guess_tensor], self._take_nonfinite(x))).tolist()
+        raise_if_nonfinite(bad, (n0 + n) * self.num_classes, "on noisy copies of one image")  # one sync above
         p_lower = clopper_pearson_lower(count, n, alpha)
         if p_lower < 0.5:
             return Certificate(ABSTAIN, 0.0, count, p_lower)
@@ -159,9 +163,15 @@ class Smooth:
         """The smoothed prediction for one input ``x`` (3, H, W), or ABSTAIN."""
         top2 = self.sample_counts(x, n, batch_size, seed, PREDICTION).topk(2)
         (first, second), (top, _) = top2.values.tolist(), top2.indices.tolist()
+        raise_if_nonfinite(int(self._take_nonfinite(x)), n * self.num_classes, "on noisy copies of one image")
         if binomtest(first, first + second, 0.5).pvalue > alpha:
             return ABSTAIN
         return int(top)
+
+    def _take_nonfinite(self, x: torch.Tensor) -> torch.Tensor:
+        """The non-finite logits counted since the last call (on ``x``'s device), and reset the count."""
+        bad, self._nonfinite = self._nonfinite.to(x.device), torch.zeros((), dtype=torch.long, device=x.device)
+        return bad
 
     @torch.no_grad()
     def sample_counts(self, x: torch.Tensor, num: int, batch_size: int, seed: int = 0,
@@ -176,6 +186,7 @@ class Smooth:
             inputs = noise * self.sigma + x  # x broadcast over the batch; the noise (channels_last) layout kept
             with torch.autocast(x.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                 logits = self.model(inputs)
+            self._nonfinite = self._nonfinite.to(x.device) + nonfinite_count(logits)
             counts += torch.bincount(logits.argmax(dim=1), minlength=self.num_classes)
         self.model.train(was_training)
         return counts

@@ -23,6 +23,7 @@ from tqdm import tqdm  # noqa: E402
 
 from robustkd.data.dataset import ImageDataset  # noqa: E402
 from robustkd.errors import RobustKDError  # noqa: E402
+from robustkd.evaluate.finite import nonfinite_count, raise_if_nonfinite  # noqa: E402
 from robustkd.evaluate import attacks as lib  # noqa: E402
 from robustkd.evaluate.masking import forward_checks  # noqa: E402
 from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: E402
@@ -87,8 +88,11 @@ def run_attack_batches(model: nn.Module, test: ImageDataset, attack: lib.Attack,
             raise RobustKDError(f"{attack.name}: perturbation {float(norms.max()):.6f} exceeds eps "
                                 f"{attack.threat.eps:.6f}")  # pragma: no cover
         with torch.no_grad():
-            clean = model(x).argmax(1)
-            adversarial = model(x_adv).argmax(1)
+            clean_logits, adversarial_logits = model(x), model(x_adv)
+        bad = int(nonfinite_count(clean_logits) + nonfinite_count(adversarial_logits))
+        raise_if_nonfinite(bad, 2 * clean_logits.numel(), f"on {len(x)} clean and {attack.name} images")
+        clean = clean_logits.argmax(1)
+        adversarial = adversarial_logits.argmax(1)
         correct = clean.eq(y)
         fooled = adversarial.ne(y)
         if attack.threat.bounded:

@@ -28,6 +28,7 @@ from robustkd.corruptions.engine import corrupt  # noqa: E402
 from robustkd.corruptions.layout import imagenet_c_folder, npy_available, read_severity_block  # noqa: E402
 from robustkd.data.dataset import ImageDataset  # noqa: E402
 from robustkd.errors import RobustKDError  # noqa: E402
+from robustkd.evaluate.finite import nonfinite_count, raise_if_nonfinite  # noqa: E402
 from robustkd.evaluate.calibration import calibration_metrics  # noqa: E402
 from robustkd.evaluate.corruption_metrics import corruption_summary, resolve_reference  # noqa: E402
 from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: E402
@@ -102,7 +103,9 @@ def _cell_logits(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.T
         inputs = images.to(device, non_blocking=True).float().div_(255.0).contiguous(memory_format=torch.channels_last)
         all_logits.append(model(inputs).float().cpu())
         all_labels.append(labels.cpu())
-    return torch.cat(all_logits), torch.cat(all_labels)
+    logits = torch.cat(all_logits)
+    raise_if_nonfinite(int(nonfinite_count(logits)), logits.numel(), f"on {len(logits)} corrupted images")
+    return logits, torch.cat(all_labels)
 
 
 def _generated(clean: CleanImages, name: str, severity: int, seed: int, batch_size: int, device: torch.device
