@@ -380,10 +380,13 @@ def _run_leaderboard(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise RobustKDError("leaderboard export needs --out FILE")
+    grid = corruption_grid(results) if args.grid_out else None
+    if grid is not None and grid.empty:  # refused before anything is written
+        raise RobustKDError("leaderboard export --grid-out: the database holds no corruption results")
     export_leaderboard(table, args.format, args.out, args.radius)
     print(f"wrote {args.out} ({len(table)} models, {args.format})")
     if args.grid_out:
-        export_corruption_grid(corruption_grid(results), args.grid_out)
+        export_corruption_grid(grid, args.grid_out)
         print(f"wrote {args.grid_out} (corruption accuracy per model, corruption and severity)")
     return 0
 

@@ -16,7 +16,13 @@ from robustkd.cli import main
 from robustkd.corruptions.catalog import BENCHMARK_CORRUPTIONS
 from robustkd.errors import RobustKDError
 from robustkd.results import store
-from robustkd.results.leaderboard import IDENTITY_COLUMNS, build_leaderboard, corruption_grid, filter_and_sort
+from robustkd.results.leaderboard import (
+    IDENTITY_COLUMNS,
+    build_leaderboard,
+    corruption_grid,
+    display_table,
+    filter_and_sort,
+)
 from robustkd.results.report import render_report
 
 STABLE_METRIC_COLUMNS = ["clean_acc", "corruption_acc", "mce", "pgd_acc", "autoattack_acc", "worst_case_linf_acc",
@@ -223,3 +229,39 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, checkpoint: Path) -
     with Image.open(shot) as image:
         colours = image.convert("L").getextrema()
         assert image.size == (1400, 2400) and colours[0] < 100 and colours[1] > 200  # text and plots drawn
+
+
+def test_only_checkpoints_differing_in_their_seed_are_grouped(tmp_path: Path) -> None:
+    """Three seed-0 checkpoints trained differently are three models; two seeds of one config are one."""
+    db = tmp_path / "r.db"
+    trainings = [{"recipe": "quick", "epochs": 3, "epochs_completed": 3, "lr_decay": 0.1, "train_limit": None},
+                 {"recipe": "quick", "epochs": 3, "epochs_completed": 1, "lr_decay": 0.1, "train_limit": None},
+                 {"recipe": "quick", "epochs": 3, "epochs_completed": 3, "lr_decay": 0.2, "train_limit": 50}]
+    for number, training in enumerate(trainings):
+        folder = fake_result(tmp_path, f"m{number}".ljust(64, "0"), "clean", {"top1": 10.0 * (number + 1)})
+        summary = json.loads((folder / "summary.json").read_text())
+        (folder / "summary.json").write_text(json.dumps({**summary, "training": training}))
+        store.record_result(db, folder)
+    for seed in (1, 2):  # two more seeds of the first configuration
+        folder = fake_result(tmp_path, f"s{seed}".ljust(64, "0"), "clean", {"top1": 12.0}, seed=seed)
+        summary = json.loads((folder / "summary.json").read_text())
+        (folder / "summary.json").write_text(json.dumps({**summary, "training": trainings[0]}))
+        store.record_result(db, folder)
+    table = build_leaderboard(store.read_results(db)).sort_values("clean_acc")
+    assert list(table["n_seeds"]) == [3, 1, 1]
+    assert list(table["seeds"]) == ["0 1 2", "0", "0"]
+    assert table["clean_acc"].tolist() == pytest.approx([(10.0 + 12.0 + 12.0) / 3, 20.0, 30.0])
+    shown = display_table(table)
+    assert "±" not in " ".join(shown["clean_acc"].iloc[1:])  # a group of one has no spread
+
+
+def test_grid_export_without_corruption_results_is_refused_before_writing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "r.db"
+    store.record_result(db, fake_result(tmp_path, "kd0".ljust(64, "0"), "clean", {"top1": 40.0}))
+    assert corruption_grid(store.read_results(db)).empty
+    assert main(["leaderboard", "export", "--db", str(db), "--format", "csv", "--out", str(tmp_path / "b.csv"),
+                 "--grid-out", str(tmp_path / "grid.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err == "robustkd: error: leaderboard export --grid-out: the database holds no corruption results\n"
+    assert not (tmp_path / "b.csv").exists() and not (tmp_path / "grid.csv").exists()

@@ -70,6 +70,22 @@ def resume_key(suite: SuiteFile) -> str:
     return hashlib.sha256(json.dumps({"suite": suite.name, **kept}, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# Left out of the recorded training configuration: the seed, the model's identity (recorded in fields of its
+# own: architecture, dataset, method, options, teacher) and settings that do not change what a run computes
+# (where and how fast it ran). What remains decides which checkpoints are seeds of one model.
+NOT_TRAINING = ("seed", "model", "dataset", "method", "method_options", "teacher", "teacher_sha256", "device",
+                "deterministic", "compile", "channels_last", "eval_every", "test_limit", "fuse_teacher")
+
+
+def training_record(model_info: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's training configuration (recipe, epochs, batch size, lr schedule, train subset, noise,
+    AMP) without the fields of ``NOT_TRAINING``, plus the epochs it actually completed (a stopped run's
+    checkpoint holds fewer than configured)."""
+    hyperparameters = model_info.get("hyperparameters") or {}
+    record = {key: value for key, value in sorted(hyperparameters.items()) if key not in NOT_TRAINING}
+    return {**record, "epochs_completed": model_info.get("epoch")}
+
+
 def package_versions() -> dict[str, str]:
     """Installed versions; torch and torchvision with their build tag (e.g. ``2.14.1+cu130``)."""
     import torchvision
@@ -141,8 +157,7 @@ def evaluate_model(
             "suite_sha256": suite.sha256, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "method": model_info.get("method"), "teacher_sha256": (model_info.get("teacher") or {}).get("sha256"),
             "method_options": model_info.get("method_options"), "kind": model_info.get("kind"),
-            "training": {key: (model_info.get("hyperparameters") or {}).get(key)
-                         for key in ("recipe", "epochs", "train_limit", "noise_sd")},
+            "training": training_record(model_info),
             "cohort": model_info.get("cohort"),
         }
         write_json_atomic(tmp / "summary.json", summary)

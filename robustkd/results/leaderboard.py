@@ -15,7 +15,9 @@ import pandas as pd
 
 from robustkd.errors import RobustKDError
 
-GROUP_KEYS = ["dataset", "architecture", "kind", "method", "method_options", "teacher_sha256"]
+# Checkpoints are seeds of one model only when all of these are equal; ``training`` is the recorded training
+# configuration without the seed (recipe, epochs, batch size, lr schedule, data subset, noise, ...).
+GROUP_KEYS = ["dataset", "architecture", "kind", "method", "method_options", "teacher_sha256", "training"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFra
     if results.empty:
         raise RobustKDError("leaderboard: the results database holds no results yet")
     columns = leaderboard_columns(radius)
-    best = _best_rows(results.fillna({"teacher_sha256": "", "method": "", "kind": "", "method_options": "null"}))
+    best = _best_rows(results.fillna({"teacher_sha256": "", "method": "", "kind": "", "method_options": "null",
+                                      "training": "null"}))
     per_checkpoint = best.drop_duplicates("checkpoint_sha256").set_index("checkpoint_sha256")[GROUP_KEYS + ["seed"]]
     rows = []
     for key, members in per_checkpoint.groupby(GROUP_KEYS, dropna=False, sort=True):
@@ -127,6 +130,8 @@ def corruption_grid(results: pd.DataFrame, checkpoint_prefix: str | None = None)
     cells = _best_rows(results[results["metric"].str.startswith("cell_acc:")])
     if checkpoint_prefix:
         cells = cells[cells["checkpoint_sha256"].str.startswith(checkpoint_prefix)]
+    if cells.empty:  # no corruption results yet: an empty table with its columns
+        return pd.DataFrame(columns=["model_name", "checkpoint", "method", "corruption", "severity", "accuracy", "subset"])
     parts = cells["metric"].str.split(":", expand=True)
     return pd.DataFrame({
         "model_name": cells["model_name"], "checkpoint": cells["checkpoint_sha256"].str[:12],

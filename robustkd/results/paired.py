@@ -1,7 +1,7 @@
 """Paired comparison of distillation methods: per-seed differences between students of one teacher.
 
 Students (distilled checkpoints) are grouped by dataset, teacher sha256, student architecture and training
-provenance (``training``: recipe, epochs, train_limit, noise_sd); runs that differ in any of these are never
+provenance (``training``: the recorded training configuration without the seed); runs that differ in any of these are never
 paired. Within a group a student's *method label* is its method plus the recorded options that differ from
 today's defaults (``cmkd``, ``cmkd[cmkd_spearman=0.5]``). Two labels are paired on a seed when both have a
 checkpoint of that seed: in a cohort (docs/cohort.md) a seed fixes data order, augmentation and

@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS results (
     device TEXT,
     package_versions TEXT,           -- JSON
     protocol TEXT,                   -- JSON
-    training TEXT,                   -- JSON: recipe, epochs, train_limit, noise_sd
+    training TEXT,                   -- JSON: training config without seed (runner.training_record)
     result_dir TEXT,
     created TEXT,
     cohort TEXT,                     -- JSON: {path, member, members} for a cohort member, else null
