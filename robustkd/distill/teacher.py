@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 
-import torch
 from torch.fx.experimental.optimization import fuse
 
 from robustkd.models import Normalized
