@@ -145,7 +145,7 @@ class Smooth:
         self.sigma = sigma
         self.noise_chunk = noise_chunk
         self.autocast_dtype = autocast_dtype
-        self._nonfinite = torch.zeros((), dtype=torch.long)  # non-finite logits since the last certify/predict
+        self._nonfinite: torch.Tensor | None = None  # non-finite logits since the last certify/predict (device)
 
     def certify(self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int, seed: int = 0) -> Certificate:
         """Certify one input ``x`` (3, H, W); reproducible for a given ``seed`` and device."""
@@ -170,8 +170,8 @@ class Smooth:
 
     def _take_nonfinite(self, x: torch.Tensor) -> torch.Tensor:
         """The non-finite logits counted since the last call (on ``x``'s device), and reset the count."""
-        bad, self._nonfinite = self._nonfinite.to(x.device), torch.zeros((), dtype=torch.long, device=x.device)
-        return bad
+        bad, self._nonfinite = self._nonfinite, None
+        return torch.zeros((), dtype=torch.long, device=x.device) if bad is None else bad
 
     @torch.no_grad()
     def sample_counts(self, x: torch.Tensor, num: int, batch_size: int, seed: int = 0,
@@ -181,12 +181,14 @@ class Smooth:
         was_training = self.model.training
         self.model.eval()
         counts = torch.zeros(self.num_classes, dtype=torch.long, device=x.device)
+        bad = torch.zeros((), dtype=torch.long, device=x.device)
         for noise in noise_batches(tuple(x.shape), num, batch_size, seed=seed, stream=stream, device=x.device,
                                    chunk=self.noise_chunk):
             inputs = noise * self.sigma + x  # x broadcast over the batch; the noise (channels_last) layout kept
             with torch.autocast(x.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                 logits = self.model(inputs)
-            self._nonfinite = self._nonfinite.to(x.device) + nonfinite_count(logits)
+            bad += nonfinite_count(logits)
             counts += torch.bincount(logits.argmax(dim=1), minlength=self.num_classes)
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite + bad
         self.model.train(was_training)
         return counts
