@@ -33,6 +33,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                        help="fall back to the embedded CIFAR-100 subset when the data is missing and cannot be downloaded")
     group.add_argument("--run-dir", type=Path, help="run directory (default: runs/<model>-<dataset>-<recipe>-s<seed>-<time>)")
     group.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last epoch")
+    group.add_argument("--skip-finished", action="store_true",
+                       help="with --run-dir: exit 0 if it holds this run finished, resume it if interrupted, start it "
+                            "if absent; a run there with another config is refused (for scripts run again and again)")
     group.add_argument("--stop-after", type=int, metavar="EPOCH", help="stop after this epoch (resume later)")
     group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     hyper = parser.add_argument_group("hyperparameters")
@@ -77,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model with cross-entropy (e.g. a teacher)")
     train.add_argument("--model", help="architecture name (see `robustkd models`)")
+    train.add_argument("--init-from", help="start from this checkpoint's weights (same architecture and classes; "
+                                           "fine-tuning); its path and SHA-256 go into the sidecar's init_from")
     add_train_options(train)
 
     distill = commands.add_parser("distill", help="distil a student from a teacher checkpoint")
@@ -172,35 +177,55 @@ def config_values(args: argparse.Namespace) -> dict:
     return {field.name: getattr(args, field.name, None) for field in dataclasses.fields(TrainConfig)}
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    from robustkd.train.command import config_for_resume, train_command
-    from robustkd.train.config import TrainConfig, read_config_file, resolve_config
+def _check_skip_finished(args: argparse.Namespace) -> None:
+    if args.skip_finished and args.resume:
+        raise RobustKDError("--skip-finished and --resume: give one (--skip-finished resumes an interrupted run itself)")
 
-    cli = config_values(args)
-    if args.resume:
+
+def _finished_already(command: str, run_dir: Path) -> int:
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{command}: finished already: {run_dir}")
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from robustkd.train.command import TrainRunConfig, config_for_resume, skip_finished_plan, train_command
+    from robustkd.train.config import read_config_file, resolve_config
+
+    _check_skip_finished(args)
+    cli = {**config_values(args), "init_from": args.init_from}
+    resume = args.resume
+    if resume:
         if args.run_dir is None:
             raise RobustKDError("--resume needs --run-dir naming the run to continue")
-        config = config_for_resume(TrainConfig, args.run_dir, cli)
+        config = config_for_resume(TrainRunConfig, args.run_dir, cli)
     else:
         file_values = read_config_file(args.config) if args.config else {}
-        config = resolve_config(TrainConfig, file_values, cli)
-    run, row = train_command(config, run_dir=args.run_dir, data_dir=args.data_dir, resume=args.resume,
+        config = resolve_config(TrainRunConfig, file_values, cli)
+        if args.skip_finished:
+            plan = skip_finished_plan(TrainRunConfig, config, args.run_dir)
+            if plan is None:
+                return _finished_already("train", args.run_dir)
+            config, resume = plan
+    run, row = train_command(config, run_dir=args.run_dir, data_dir=args.data_dir, resume=resume,
                              stop_after=args.stop_after, allow_embedded=args.allow_embedded)
     _report(run, row)
     return 0
 
 
 def _run_distill(args: argparse.Namespace) -> int:
-    from robustkd.distill.command import DistillConfig, distill_command
-    from robustkd.train.command import config_for_resume
+    from robustkd.distill.command import DistillConfig, canonical_method, distill_command
+    from robustkd.train.command import config_for_resume, skip_finished_plan
     from robustkd.train.config import read_config_file, resolve_config
 
+    _check_skip_finished(args)
     cli = config_values(args)
     cli["teacher"], cli["method"], cli["fuse_teacher"] = args.teacher, args.method, args.fuse_teacher
     given_options = {k.removeprefix("opt_"): v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
     if _is_cohort(args):
         return _run_cohort(args, cli, given_options)
-    if args.resume:
+    resume = args.resume
+    if resume:
         if args.run_dir is None:
             raise RobustKDError("--resume needs --run-dir naming the run to continue")
         config = config_for_resume(DistillConfig, args.run_dir, {**cli, "method_options": given_options or None})
@@ -210,7 +235,13 @@ def _run_distill(args: argparse.Namespace) -> int:
         if not isinstance(file_options, dict):
             raise RobustKDError(f"--config: [method_options] must be a table of option = value, got {file_options!r}")
         config = resolve_config(DistillConfig, file_values, {**cli, "method_options": {**file_options, **given_options}})
-    run, row = distill_command(config, run_dir=args.run_dir, data_dir=args.data_dir, resume=args.resume,
+        if args.skip_finished:
+            config.method = canonical_method(config)  # the saved config holds the canonical name
+            plan = skip_finished_plan(DistillConfig, config, args.run_dir)
+            if plan is None:
+                return _finished_already("distill", args.run_dir)
+            config, resume = plan
+    run, row = distill_command(config, run_dir=args.run_dir, data_dir=args.data_dir, resume=resume,
                                stop_after=args.stop_after, allow_embedded=args.allow_embedded)
     _report(run, row)
     return 0
@@ -228,11 +259,12 @@ def _is_cohort(args: argparse.Namespace) -> bool:
 
 def _run_cohort(args: argparse.Namespace, cli: dict, given_options: dict) -> int:
     from robustkd.data import resolve_data_dir
-    from robustkd.distill.cohort_command import cohort_command, plan_members, plan_resume
+    from robustkd.distill.cohort_command import cohort_command, plan_members, plan_resume, skip_finished_plan
     from robustkd.distill.cohort_spec import cohort_members, parse_seeds
     from robustkd.train.config import read_config_file
 
-    if args.resume:
+    resume = args.resume
+    if resume:
         if args.seeds is not None:
             raise RobustKDError("--resume continues the cohort with its saved seeds; drop --seeds")
         planned = plan_resume(args.run_dir, {**cli, "method_options": given_options or None})
@@ -249,8 +281,13 @@ def _run_cohort(args: argparse.Namespace, cli: dict, given_options: dict) -> int
         base_options = {**file_options, **given_options}
         specs = cohort_members(str(methods), str(students), seeds, base_options)
         planned = plan_members(specs, file_values, cli, base_options)
+        if args.skip_finished:
+            plan = skip_finished_plan(planned, args.run_dir)
+            if plan is None:
+                return _finished_already("distill", args.run_dir)
+            planned, resume = plan
     cohort_dir, outcome = cohort_command(planned, cohort_dir=args.run_dir, data_dir=resolve_data_dir(args.data_dir),
-                                         resume=args.resume, stop_after=args.stop_after, allow_embedded=args.allow_embedded)
+                                         resume=resume, stop_after=args.stop_after, allow_embedded=args.allow_embedded)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     diverged = []

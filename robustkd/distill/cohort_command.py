@@ -34,6 +34,7 @@ from robustkd.errors import RobustKDError
 from robustkd.models import build_model
 from robustkd.train.distributed import close_placement, init_placement
 from robustkd.train.run_dir import RunDirectory
+from robustkd.train.skip_finished import check_same_run, run_state
 from robustkd.train.student_run import StudentRun
 from robustkd.utils.atomic import write_json_atomic
 from robustkd.utils.seeding import enable_determinism, seed_everything
@@ -253,3 +254,35 @@ def plan_resume(cohort_dir: Path, cli_values: dict[str, Any]) -> list[PlannedMem
             raise RobustKDError(f"--resume: {member_dir / 'config.json'} is missing; the cohort folder is damaged")
         planned.append(PlannedMember(spec, config_for_resume(DistillConfig, member_dir, cli_values)))
     return planned
+
+
+def skip_finished_plan(members: list[PlannedMember], cohort_dir: Path | None) -> tuple[list[PlannedMember], bool] | None:
+    """``--skip-finished`` for a cohort: None if ``cohort_dir`` holds this cohort with every member finished;
+    else (members, resume): the saved members (epochs and device from the flags) to resume an unfinished
+    cohort, or ``members`` to start one where ``cohort_dir`` holds no cohort.
+
+    Refused (RobustKDError): a cohort with other members than the flags describe, or a member whose saved
+    config differs from the flags (see robustkd.train.skip_finished).
+    """
+    if cohort_dir is None:
+        raise RobustKDError("--skip-finished needs --run-dir naming the cohort to start, resume or skip")
+    if not is_cohort_dir(cohort_dir):
+        return members, False
+    saved = [str(entry.get("name")) for entry in read_cohort(cohort_dir)["members"] if isinstance(entry, dict)]
+    wanted = [member.spec.name for member in members]
+    if sorted(saved) != sorted(wanted):
+        extra, missing = sorted(set(saved) - set(wanted)), sorted(set(wanted) - set(saved))
+        raise RobustKDError(f"--skip-finished: cohort {cohort_dir} holds other members than the flags describe "
+                            f"(only in the folder: {', '.join(extra) or 'none'}; only in the flags: "
+                            f"{', '.join(missing) or 'none'}); use another --run-dir")
+    states = []
+    for member in members:
+        member_dir = Path(cohort_dir) / member.spec.name
+        state = run_state(member_dir)
+        if state == "absent":
+            raise RobustKDError(f"--skip-finished: {member_dir / 'config.json'} is missing; the cohort folder is damaged")
+        check_same_run(member.config, member_dir)
+        states.append(state)
+    if all(state == "finished" for state in states):
+        return None
+    return plan_resume(cohort_dir, {"epochs": members[0].config.epochs, "device": members[0].config.device}), True

@@ -38,6 +38,11 @@ class DistillConfig(TrainConfig):
         return self
 
 
+def canonical_method(config: DistillConfig) -> str:
+    """The canonical name of ``config.method`` (what the run's saved config records)."""
+    return parse_method(config.method, DistillOptions.from_mapping(config.method_options)).name
+
+
 def teacher_summary(meta: dict[str, Any], path: Path) -> dict[str, Any]:
     return {
         "path": str(path), "sha256": meta["weights_sha256"], "architecture": meta["architecture"],

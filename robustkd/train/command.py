@@ -4,21 +4,44 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robustkd.checkpoint import load_checkpoint
 from robustkd.data import dataset_info, make_loader, resolve_data_dir
 from robustkd.errors import RobustKDError
-from robustkd.models import build_model, canonical_model_name
+from robustkd.models import Normalized, build_model, canonical_model_name
 from robustkd.train.config import TrainConfig, load_saved_config
 from robustkd.train.distributed import close_placement, init_placement
 from robustkd.train.loop import Placement, Trainer
 from robustkd.train.run_dir import RunDirectory
+from robustkd.train.skip_finished import check_same_run, run_state
 from robustkd.train.task import CrossEntropyTask, TrainingTask
 from robustkd.utils.seeding import enable_determinism, seed_everything
 
 # Settings that may change when a run is resumed: they do not alter what the run computes per epoch.
 RESUMABLE_OVERRIDES = ("epochs", "device")
+
+
+@dataclass
+class TrainRunConfig(TrainConfig):
+    """A ``robustkd train`` config: a TrainConfig plus an optional checkpoint to start from (fine-tuning).
+
+    ``init_from`` is the parent checkpoint ("" for random initialisation), ``init_sha256`` its weights'
+    SHA-256, recorded when the run starts and checked whenever the parent is read again. Both are left out
+    of ``to_dict`` when there is no parent, so configs of runs from scratch are unchanged.
+    """
+
+    init_from: str = ""
+    init_sha256: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        values = super().to_dict()
+        if not self.init_from:
+            values.pop("init_from")
+            values.pop("init_sha256")
+        return values
 
 
 def default_run_dir(config: TrainConfig, prefix: str = "") -> Path:
@@ -40,6 +63,25 @@ def config_for_resume(config_cls: type[TrainConfig], run_dir: Path, cli_values: 
         if cli_values.get(key) is not None:
             setattr(saved, key, cli_values[key])
     return saved.validate()
+
+
+def skip_finished_plan(
+    config_cls: type[TrainConfig], requested: TrainConfig, run_dir: Path | None
+) -> tuple[TrainConfig, bool] | None:
+    """``--skip-finished``: None if ``run_dir`` holds the requested run finished; else (config, resume): the
+    saved config (epochs and device from the flags) to resume an interrupted run, or ``requested`` to start.
+
+    A run found in ``run_dir`` that the flags do not describe is refused (RobustKDError).
+    """
+    if run_dir is None:
+        raise RobustKDError("--skip-finished needs --run-dir naming the run to start, resume or skip")
+    state = run_state(run_dir)
+    if state == "absent":
+        return requested, False
+    check_same_run(requested, run_dir)
+    if state == "finished":
+        return None
+    return config_for_resume(config_cls, run_dir, {"epochs": requested.epochs, "device": requested.device}), True
 
 
 def prepare_run(
@@ -118,13 +160,42 @@ def _execute(
     return trainer.fit(stop_after=stop_after)
 
 
+def load_parent(config: TrainRunConfig, num_classes: int) -> Normalized:
+    """The model of ``config.init_from``, SHA-256 verified, and record that SHA-256 in ``config.init_sha256``.
+
+    Another architecture or class count than the run's, or a parent that changed since the run recorded its
+    SHA-256, is refused (RobustKDError naming --init-from).
+    """
+    try:
+        parent = load_checkpoint(Path(config.init_from), expect_architecture=config.model,
+                                 expect_num_classes=num_classes)
+    except RobustKDError as exc:
+        raise RobustKDError(f"--init-from: {exc}") from None
+    if config.init_sha256 and config.init_sha256 != parent.sha256:
+        raise RobustKDError(f"--init-from: {config.init_from} changed since this run started (sha256 "
+                            f"{parent.sha256[:12]}…, expected {config.init_sha256[:12]}…)")
+    config.init_sha256 = parent.sha256
+    return parent.model
+
+
 def train_command(
     config: TrainConfig, *, run_dir: Path | None, data_dir: str | None, resume: bool, stop_after: int | None,
     allow_embedded: bool, announce: Callable[[str], None] = print,
 ) -> tuple[RunDirectory, dict[str, Any]]:
-    run, placement = prepare_run(config, run_dir, resume)
+    """Train ``config.model`` with cross-entropy. A TrainRunConfig with ``init_from`` starts from that
+    checkpoint's network weights (the model keeps its own input normalisation) when the run starts, or
+    when a resumed run holds no training state yet; the parent is checked before anything is written."""
     info = dataset_info(config.dataset)
+    init_from = getattr(config, "init_from", "")
+    has_state = resume and run_dir is not None and RunDirectory(run_dir).latest_state() is not None
+    parent = load_parent(config, info.num_classes) if init_from and not has_state else None  # type: ignore[arg-type]
+    run, placement = prepare_run(config, run_dir, resume)
     student = build_model(config.model, info.num_classes, info.mean, info.std)
+    extra_meta: dict[str, Any] = {"kind": "train"}
+    if init_from:
+        if parent is not None:
+            student.net.load_state_dict(parent.net.state_dict())
+        extra_meta["init_from"] = {"path": init_from, "sha256": config.init_sha256}  # type: ignore[attr-defined]
     row = execute(config, CrossEntropyTask(student), run, placement, data_dir=resolve_data_dir(data_dir), resume=resume,
-                  stop_after=stop_after, allow_embedded=allow_embedded, extra_meta={"kind": "train"}, announce=announce)
+                  stop_after=stop_after, allow_embedded=allow_embedded, extra_meta=extra_meta, announce=announce)
     return run, row
