@@ -36,6 +36,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--skip-finished", action="store_true",
                        help="with --run-dir: exit 0 if it holds this run finished, resume it if interrupted, start it "
                             "if absent; a run there with another config is refused (for scripts run again and again)")
+    group.add_argument("--plan", action="store_true",
+                       help="print what --skip-finished would do with --run-dir (finished already, to resume, to start) "
+                            "and exit without training")
     group.add_argument("--stop-after", type=int, metavar="EPOCH", help="stop after this epoch (resume later)")
     group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     hyper = parser.add_argument_group("hyperparameters")
@@ -178,13 +181,20 @@ def config_values(args: argparse.Namespace) -> dict:
 
 
 def _check_skip_finished(args: argparse.Namespace) -> None:
-    if args.skip_finished and args.resume:
-        raise RobustKDError("--skip-finished and --resume: give one (--skip-finished resumes an interrupted run itself)")
+    for flag, given in (("--skip-finished", args.skip_finished), ("--plan", args.plan)):
+        if given and args.resume:
+            raise RobustKDError(f"{flag} and --resume: give one (--skip-finished resumes an interrupted run itself)")
 
 
 def _finished_already(command: str, run_dir: Path) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{command}: finished already: {run_dir}")
+    return 0
+
+
+def _print_plan(command: str, run_dir: Path, resume: bool) -> int:
+    """--plan: what --skip-finished would do with a run that is not finished."""
+    print(f"{command}: {'to resume' if resume else 'to start'}: {run_dir}")
     return 0
 
 
@@ -202,11 +212,13 @@ def _run_train(args: argparse.Namespace) -> int:
     else:
         file_values = read_config_file(args.config) if args.config else {}
         config = resolve_config(TrainRunConfig, file_values, cli)
-        if args.skip_finished:
+        if args.skip_finished or args.plan:
             plan = skip_finished_plan(TrainRunConfig, config, args.run_dir)
             if plan is None:
                 return _finished_already("train", args.run_dir)
             config, resume = plan
+            if args.plan:
+                return _print_plan("train", args.run_dir, resume)
     run, row = train_command(config, run_dir=args.run_dir, data_dir=args.data_dir, resume=resume,
                              stop_after=args.stop_after, allow_embedded=args.allow_embedded)
     _report(run, row)
@@ -235,12 +247,14 @@ def _run_distill(args: argparse.Namespace) -> int:
         if not isinstance(file_options, dict):
             raise RobustKDError(f"--config: [method_options] must be a table of option = value, got {file_options!r}")
         config = resolve_config(DistillConfig, file_values, {**cli, "method_options": {**file_options, **given_options}})
-        if args.skip_finished:
+        if args.skip_finished or args.plan:
             config.method = canonical_method(config)  # the saved config holds the canonical name
             plan = skip_finished_plan(DistillConfig, config, args.run_dir)
             if plan is None:
                 return _finished_already("distill", args.run_dir)
             config, resume = plan
+            if args.plan:
+                return _print_plan("distill", args.run_dir, resume)
     run, row = distill_command(config, run_dir=args.run_dir, data_dir=args.data_dir, resume=resume,
                                stop_after=args.stop_after, allow_embedded=args.allow_embedded)
     _report(run, row)
@@ -281,11 +295,13 @@ def _run_cohort(args: argparse.Namespace, cli: dict, given_options: dict) -> int
         base_options = {**file_options, **given_options}
         specs = cohort_members(str(methods), str(students), seeds, base_options)
         planned = plan_members(specs, file_values, cli, base_options)
-        if args.skip_finished:
+        if args.skip_finished or args.plan:
             plan = skip_finished_plan(planned, args.run_dir)
             if plan is None:
                 return _finished_already("distill", args.run_dir)
             planned, resume = plan
+            if args.plan:
+                return _print_plan("distill", args.run_dir, resume)
     cohort_dir, outcome = cohort_command(planned, cohort_dir=args.run_dir, data_dir=resolve_data_dir(args.data_dir),
                                          resume=resume, stop_after=args.stop_after, allow_embedded=args.allow_embedded)
     if int(os.environ.get("RANK", "0")) != 0:

@@ -52,12 +52,17 @@ def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_train_starts_skips_and_refuses_another_config(
         teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
+    capsys.readouterr()
+    assert main(_train(run, "--plan")) == 0  # --plan says what --skip-finished would do, and does nothing
+    assert capsys.readouterr().out == f"train: to start: {run}\n" and not run.exists()
     assert main(_train(run, "--skip-finished")) == 0  # absent: started
     assert json.loads((run / "model.json").read_text())["epoch"] == 2
     _assert_same_weights(run, teacher)  # the same flags as the fixture's plain run: the same model
     before = _snapshot(run)
     capsys.readouterr()
     assert main(_train(run, "--skip-finished")) == 0
+    assert capsys.readouterr().out == f"train: finished already: {run}\n"
+    assert main(_train(run, "--plan")) == 0
     assert capsys.readouterr().out == f"train: finished already: {run}\n"
     assert _snapshot(run) == before  # nothing touched
     assert main(_train(run, "--skip-finished", "--epochs", "3")) == 2
@@ -73,6 +78,9 @@ def test_an_interrupted_run_is_resumed_bit_identically(teacher: Path, tmp_path: 
     run = tmp_path / "run"
     assert main(_train(run, "--stop-after", "1")) == 0
     capsys.readouterr()
+    before = _snapshot(run)
+    assert main(_train(run, "--plan")) == 0
+    assert capsys.readouterr().out == f"train: to resume: {run}\n" and _snapshot(run) == before
     assert main(_train(run, "--skip-finished")) == 0
     assert f"resuming {run} after epoch 1" in capsys.readouterr().out
     _assert_same_weights(run, teacher)
@@ -93,6 +101,7 @@ def test_an_interrupted_run_is_resumed_bit_identically(teacher: Path, tmp_path: 
 
 @pytest.mark.parametrize("flags,expected", [
     (["--skip-finished", "--resume"], "--skip-finished and --resume: give one"),
+    (["--plan", "--resume"], "--plan and --resume: give one"),
 ])
 def test_skip_finished_misuse_gets_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             flags: list[str], expected: str) -> None:
@@ -124,6 +133,8 @@ def test_distill_and_cohort_skip_resume_and_refuse(teacher: Path, tmp_path: Path
     command = [*base, "--method", "ce,kd,cmkd[cmkd_spearman=0.5]", "--seeds", "0", "--run-dir", str(cohort)]
     assert main([*command, "--stop-after", "1"]) == 0
     capsys.readouterr()
+    assert main([*command, "--plan"]) == 0
+    assert capsys.readouterr().out == f"distill: to resume: {cohort}\n"
     assert main([*command, "--skip-finished"]) == 0  # interrupted: every member resumed
     out = capsys.readouterr().out
     assert out.count("resuming after epoch 1") == 3, out
