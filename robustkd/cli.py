@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--allow-embedded", action="store_true", help="fall back to the embedded CIFAR-100 subset")
     evaluate.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     evaluate.add_argument("--overwrite", action="store_true", help="replace existing results of the same suite")
+    evaluate.add_argument("--skip-finished", action="store_true",
+                          help="keep finished results (recording them in the database if they are not) and run the rest")
     evaluate.add_argument("--db", type=Path, default=None,
                           help="record results in this SQLite file (default: <out>/robustkd.db)")
     evaluate.add_argument("--no-db", action="store_true", help="do not record results in a database")
@@ -327,16 +329,28 @@ def _report(run, row: dict) -> None:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from robustkd.checkpoint import load_checkpoint
     from robustkd.data import resolve_data_dir
+    from robustkd.evaluate.result_folder import model_folder_name
     from robustkd.evaluate.runner import evaluate_model
-    from robustkd.evaluate.suite_file import SUITE_PARAMS, load_suite
+    from robustkd.evaluate.suite import Need, suites_in_order
+    from robustkd.evaluate.suite_file import load_suite
+    from robustkd.results.store import is_recorded
     from robustkd.utils.device import resolve_device
 
-    # "all" runs relations only when there is a teacher to compare with.
-    every = [name for name in SUITE_PARAMS.names() if name != "relations" or args.teacher]
+    # "all" runs the suites that need a teacher only when there is one to compare with.
+    every = [cls.name for cls in suites_in_order() if Need.TEACHER not in cls.needs or args.teacher]
     names = [name for entry in args.suite for name in (every if entry == "all" else [entry])]
     suites = [load_suite(name) for name in names]
     if args.n_examples is not None and args.n_examples < 1:
         raise RobustKDError(f"--n-examples must be a positive integer, got {args.n_examples}")
+    if args.overwrite and args.skip_finished:
+        raise RobustKDError("--overwrite and --skip-finished contradict each other; pass one")
+    db = None if args.no_db else (args.db or args.out / "robustkd.db")
+
+    def keep_existing(target: Path) -> bool:
+        # A finished result is kept with --skip-finished, and also when it was never recorded (the database
+        # write failed after the suite finished): then this run records it instead of refusing.
+        return args.skip_finished or (db is not None and not is_recorded(db, target))
+
     device = resolve_device(args.device)
     teacher = load_checkpoint(args.teacher, device) if args.teacher else None
     for path in args.checkpoint:
@@ -346,20 +360,23 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             raise RobustKDError(f"--teacher: {args.teacher} is a {teacher.meta['dataset']} model with "
                                 f"{teacher.meta['num_classes']} classes; {path} is {checkpoint.meta['dataset']} "
                                 f"with {checkpoint.meta['num_classes']}")
-        name = f"{checkpoint.meta['architecture'].replace(':', '_')}-{checkpoint.sha256[:12]}"
-        written = evaluate_model(checkpoint.model, name=name, dataset=checkpoint.meta["dataset"], suites=suites,
-                                 out_root=args.out, data_dir=resolve_data_dir(args.data_dir), device=device,
-                                 n_examples=args.n_examples, model_info=checkpoint.meta,
-                                 allow_embedded=args.allow_embedded, overwrite=args.overwrite,
-                                 seed=int(checkpoint.meta.get("seed", 0)),
-                                 teacher=teacher.model if teacher else None,
-                                 teacher_info={**teacher.meta, "weights_sha256": teacher.sha256} if teacher else None)
-        for target in written:
-            if not args.no_db:
-                _record(args.db or args.out / "robustkd.db", target)
-            summary = json.loads((target / "summary.json").read_text())
+        runs = evaluate_model(checkpoint.model, name=model_folder_name(checkpoint.meta["architecture"], checkpoint.sha256),
+                              dataset=checkpoint.meta["dataset"], suites=suites, out_root=args.out,
+                              data_dir=resolve_data_dir(args.data_dir), device=device, n_examples=args.n_examples,
+                              model_info=checkpoint.meta, allow_embedded=args.allow_embedded,
+                              overwrite=args.overwrite, seed=int(checkpoint.meta.get("seed", 0)),
+                              teacher=teacher.model if teacher else None,
+                              teacher_info={**teacher.meta, "weights_sha256": teacher.sha256} if teacher else None,
+                              keep_existing=keep_existing)
+        for run in runs:
+            if db is not None and (run.written or not is_recorded(db, run.target)):
+                _record(db, run.target)
+            if not run.written:
+                print(f"{run.target}: finished already")
+                continue
+            summary = json.loads((run.target / "summary.json").read_text())
             shown = ", ".join(f"{k} {v:.4g}" for k, v in summary["metrics"].items() if isinstance(v, float))
-            print(f"{target}: {shown}{' (subset)' if summary['subset'] else ''}")
+            print(f"{run.target}: {shown}{' (subset)' if summary['subset'] else ''}")
     return 0
 
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from robustkd.cli import main
 from robustkd.evaluate import attacks as lib
+from robustkd.evaluate.attacks import base as attack_base
 from robustkd.evaluate.masking import forward_checks
 
 FAST = ('suite = "adversarial"\nbatch_size = 20\npgd_steps = 5\ncw_steps = 10\ndeepfool_steps = 10\n'
@@ -59,22 +60,22 @@ def test_adversarial_resumes_per_batch(checkpoint: Path, tmp_path: Path, monkeyp
     suite.write_text('suite = "adversarial"\nbatch_size = 10\nattacks = ["fgsm", "pgd_linf"]\npgd_steps = 2\n'
                      'eps_curve_255 = []\nmasking_examples = 0\n')
     calls: list[str] = []
-    original = lib.perturbation_norm
+    original = attack_base.perturbation_norm
 
-    def counting(x_adv, x, norm):
+    def counting(x_adv, x, norm):  # called twice per batch: the budget check and the recorded norms
         calls.append(norm)
-        if len(calls) == 6:
+        if len(calls) == 11:  # during the 6th batch
             raise KeyboardInterrupt
         return original(x_adv, x, norm)
 
-    monkeypatch.setattr(lib, "perturbation_norm", counting)
+    monkeypatch.setattr(attack_base, "perturbation_norm", counting)
     args = ["evaluate", "--checkpoint", str(checkpoint), "--suite", str(suite), "--n-examples", "40", "--out", str(tmp_path)]
     assert main(args) == 130
     (partial,) = list(tmp_path.glob("*/.adversarial-first40.partial"))
     assert len(pd.read_csv(partial / "examples.csv")) == 50  # 4 FGSM batches + 1 PGD batch
     calls.clear()
     assert main(args) == 0
-    assert len(calls) == 3  # only the 3 missing PGD batches ran
+    assert len(calls) == 6  # only the 3 missing PGD batches ran
     _, summary = _summary(tmp_path, "adversarial-first40")
     assert set(summary["metrics"]) >= {"robust_acc_fgsm", "robust_acc_pgd_linf", "worst_case_linf"}
 
@@ -112,7 +113,7 @@ def test_masking_checks_flag_probabilities_randomness_and_zero_gradients() -> No
 def test_minimum_norm_attacks_count_at_eps() -> None:
     """CW-L2 has no budget: an input fooled only with a perturbation above eps still counts as robust."""
     attack = lib.cw_l2(0.5, 1.0, 0.0, 5, 0.01)
-    assert attack.threat.bounded is False and attack.threat.eps == 0.5
+    assert isinstance(attack, lib.MinimumNormAttack) and attack.threat.eps == 0.5
     x = torch.zeros(2, 3, 4, 4)
     far = x.clone()
     far[0, 0, 0, 0] = 1.0  # L2 norm 1.0 > 0.5

@@ -207,7 +207,7 @@ def test_corruption_cells_resume_after_a_kill(checkpoint: Path, tmp_path: Path, 
 
 
 @pytest.mark.parametrize("content, message", [
-    ('suite = "corruption"\ncorruptions = ["fogg"]\n', "unknown name 'fogg'"),
+    ('suite = "corruption"\ncorruptions = ["fogg"]\n', "corruptions = ['fogg']; expected one of: gaussian_noise"),
     ('suite = "corruption"\nsource = "official"\n', "needs official_dir"),
     ('suite = "corruption"\nseverities = [1, "2"]\n', "expected an array of int"),
 ])

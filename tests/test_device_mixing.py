@@ -161,8 +161,9 @@ def _evaluate(tmp_path: Path, device: torch.device, suites: dict[str, str], mode
         files.append(load_suite(str(path)))
     torch.manual_seed(0)
     teacher = build_model("resnet8", 10, (0.5,) * 3, (0.25,) * 3)
-    return evaluate_model(model, name=tag, dataset="synthetic", suites=files, out_root=tmp_path / "out",
+    runs = evaluate_model(model, name=tag, dataset="synthetic", suites=files, out_root=tmp_path / "out",
                           data_dir=tmp_path, device=device, n_examples=n_examples, teacher=teacher)
+    return [run.target for run in runs]
 
 
 def _suites_on_a_second_device(tmp_path: Path) -> list[Path]:

@@ -96,8 +96,9 @@ def test_imagenet_clean_generated_and_official_corruption_cells(imagenet_dir: Pa
     clean = _suite(tmp_path, "clean", 'suite = "clean"\nbatch_size = 4\n')
     generated = _suite(tmp_path, "corruption", f'suite = "corruption"\nbatch_size = 4\nsource = "generated"\n'
                                                f'corruptions = {corruptions}\nseverities = [1]\n')
-    folders = evaluate_model(model, name="standin", dataset="imagenet", suites=[clean, generated],
-                             out_root=tmp_path / "out", data_dir=imagenet_dir, device=test_device)
+    folders = [run.target for run in evaluate_model(model, name="standin", dataset="imagenet",
+                                                    suites=[clean, generated], out_root=tmp_path / "out",
+                                                    data_dir=imagenet_dir, device=test_device)]
     clean_summary, generated_summary = _summary(folders[0]), _summary(folders[1])
     assert clean_summary["n_examples"] == 6 and clean_summary["subset"] is False
 
@@ -123,8 +124,9 @@ def test_imagenet_clean_generated_and_official_corruption_cells(imagenet_dir: Pa
     _write_imagenet_c(imagenet_dir, root, test_device, {"fog": "png", "jpeg_compression": "jpeg"})
     official = _suite(tmp_path, "official", f'suite = "corruption"\nbatch_size = 4\nsource = "official"\n'
                                             f'official_dir = "{root}"\ncorruptions = {corruptions}\nseverities = [1]\n')
-    (official_folder,) = evaluate_model(model, name="standin-official", dataset="imagenet", suites=[official],
-                                        out_root=tmp_path / "out", data_dir=imagenet_dir, device=test_device)
+    (official_run,) = evaluate_model(model, name="standin-official", dataset="imagenet", suites=[official],
+                                     out_root=tmp_path / "out", data_dir=imagenet_dir, device=test_device)
+    official_folder = official_run.target
     assert _summary(official_folder)["protocol"]["source"] == "official"
     official_cells = _cells(official_folder)
     assert official_cells[("fog", 1)] == pytest.approx(generated_cells[("fog", 1)], rel=1e-5)
@@ -138,7 +140,8 @@ def test_every_imagenet_corruption_through_the_suite(imagenet_dir: Path, tmp_pat
                                                      test_device: torch.device) -> None:
     suite = _suite(tmp_path, "corruption", 'suite = "corruption"\nbatch_size = 6\nsource = "generated"\n'
                                            'severities = [3]\n')
-    (folder,) = evaluate_model(_model(), name="standin", dataset="imagenet", suites=[suite], out_root=tmp_path / "out",
-                               data_dir=imagenet_dir, device=test_device)
+    (run,) = evaluate_model(_model(), name="standin", dataset="imagenet", suites=[suite], out_root=tmp_path / "out",
+                            data_dir=imagenet_dir, device=test_device)
+    folder = run.target
     cells = _cells(folder)
     assert set(cells) == {(name, 3) for name in BENCHMARK_CORRUPTIONS} and all(n == 6 for _, _, n in cells.values())

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from robustkd.errors import RobustKDError
+from robustkd.evaluate.suite import suites_in_order
 
 # Checkpoints are seeds of one model only when all of these are equal; ``training`` is the recorded training
 # configuration without the seed (recipe, epochs, batch size, lr schedule, data subset, noise, ...).
@@ -30,22 +31,21 @@ class Column:
 
 
 def leaderboard_columns(radius: float = 0.25) -> list[Column]:
-    return [
-        Column("clean_acc", "clean", "top1", "percent", True),
-        Column("corruption_acc", "corruption", "corruptions_acc", "percent", True),
-        Column("mce", "corruption", "mce_unnormalized", "percent (1 - mean accuracy over the cells)", False),
-        Column("pgd_acc", "adversarial", "robust_acc_pgd_linf", "percent", True),
-        Column("autoattack_acc", "adversarial", "robust_acc_autoattack_standard", "percent", True),
-        Column("worst_case_linf_acc", "adversarial", "worst_case_linf", "percent", True),
-        Column("ece", "calibration", "ece", "fraction (15 bins)", False),
-        Column("nll", "calibration", "nll", "nats", False),
-        Column("brier", "calibration", "brier", "sum over classes, [0, 2]", False),
-        Column(f"certified_acc_r{radius:.2f}", "certified", f"certified_acc_r{radius:.2f}", "percent", True),
-        Column("relation_pearson", "relations", "pearson", "correlation", True),
-        Column("relation_spearman", "relations", "spearman", "correlation", True),
-        Column("relation_kendall", "relations", "kendall", "correlation", True),
-        Column("class_correlation_distance", "relations", "class_correlation_distance", "||R_T - R_S||_F / C", False),
-    ]
+    """The columns declared by the registered suites (``Metric.column``), in suite order; a family's column
+    shows the member chosen by its option (``radius``: the certified radius, on the suite's grid)."""
+    options = {"radius": f"{radius:.2f}"}
+    columns = []
+    for suite in suites_in_order():
+        for metric in suite.metrics:
+            if metric.column is None:
+                continue
+            for placeholder, allowed in (metric.grid or {}).items():
+                if options[placeholder] not in allowed:
+                    raise RobustKDError(f"--{placeholder} {options[placeholder]}: the {suite.name} suite records "
+                                        f"{', '.join(allowed)}")
+            columns.append(Column(metric.column.format(**options), suite.name, metric.key.format(**options),
+                                  metric.column_unit or metric.unit, bool(metric.higher_is_better)))
+    return columns
 
 
 IDENTITY_COLUMNS = ["model", "architecture", "method", "teacher", "dataset", "n_seeds", "seeds", "subsets",

@@ -17,17 +17,26 @@ from pathlib import Path
 import pandas as pd
 
 from robustkd.errors import RobustKDError
+from robustkd.evaluate.suite import suites_in_order
 from robustkd.results.leaderboard import build_leaderboard, display_table, leaderboard_columns
 
-PLOTS = [  # (suite, file, caption)
-    ("calibration", "reliability.png", "reliability diagram"),
-    ("corruption", "accuracy_heatmap.png", "corruption accuracy heatmap"),
-    ("corruption", "accuracy_vs_severity.png", "accuracy and ECE vs severity"),
-    ("adversarial", "robust_accuracy_vs_eps.png", "robust accuracy vs eps"),
-    ("certified", "certified_accuracy.png", "certified accuracy vs radius"),
-    ("relations", "relation_fidelity.png", "relation fidelity"),
-]
-METHOD_ORDER = ["ce", "kd", "dist", "cmkd"]
+
+
+def declared_plots() -> list[tuple[str, str, str]]:
+    """(suite, file, caption) of every plot the registered suites declare, in suite order."""
+    return [(suite.name, plot.file, plot.caption) for suite in suites_in_order() for plot in suite.plots]
+
+
+def method_order(methods: "pd.Series") -> list[str]:
+    """The distillation methods present in ``methods``: registered methods in registry order (ce, kd, dist,
+    cmkd, ...), then composed ones (``kd+spearman``) and per-member variants in name order."""
+    from robustkd.distill.methods import METHODS
+
+    present = {m for m in methods.dropna().unique() if m and m not in ("trained", "-")}
+    known = [name for name in METHODS.names() if name in present]
+    return known + sorted(present - set(known))
+
+
 COMPARED = ["clean_acc", "corruption_acc", "pgd_acc", "autoattack_acc", "ece", "nll", "relation_pearson",
             "relation_spearman"]
 
@@ -70,7 +79,7 @@ def _image(path: Path) -> str:
 
 
 def _answer(table: pd.DataFrame, radius: float) -> str:
-    students = table[table["method"].isin(METHOD_ORDER)]
+    students = table[table["method"].isin(method_order(table["method"]))]
     rows = []
     for column in leaderboard_columns(radius):
         values = students.dropna(subset=[column.name])
@@ -89,9 +98,10 @@ def _answer(table: pd.DataFrame, radius: float) -> str:
 
 def _method_comparison(table: pd.DataFrame) -> str:
     parts = []
-    students = table[table["method"].isin(METHOD_ORDER)]
+    order = method_order(table["method"])
+    students = table[table["method"].isin(order)]
     for (dataset, teacher), group in students.groupby(["dataset", "teacher"]):
-        group = group.assign(_order=group["method"].map(METHOD_ORDER.index)).sort_values("_order")
+        group = group.assign(_order=group["method"].map(order.index)).sort_values("_order")
         shown = pd.DataFrame({"student": group["model"], "seeds": group["n_seeds"]})
         reference = group[group["method"] == "kd"]
         for name in COMPARED:
@@ -158,7 +168,7 @@ def _paired(results: pd.DataFrame, radius: float) -> str:
 def _plots(results: pd.DataFrame) -> str:
     newest = results.sort_values("created").drop_duplicates(["checkpoint_sha256", "suite"], keep="last")
     parts = []
-    for suite, file_name, caption in PLOTS:
+    for suite, file_name, caption in declared_plots():
         figures = []
         for row in newest[newest["suite"] == suite].sort_values("model_name").itertuples():
             path = Path(row.result_dir) / file_name

@@ -14,11 +14,13 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pandas as pd
 
 from robustkd.errors import RobustKDError
+from robustkd.evaluate.suite import suite_class
+from robustkd.evaluate.summary import ResultSummary
 
 DEFAULT_DB = Path("results") / "robustkd.db"
 BUSY_TIMEOUT_S = 120.0
@@ -104,44 +106,57 @@ def _migrate(connection: sqlite3.Connection, db: Path) -> None:
 
 
 def result_rows(result_dir: Path) -> list[tuple]:
-    """The rows of one result directory: its summary's metrics, plus the corruption grid cells."""
+    """The rows of one result directory: its summary's metrics, plus the details its suite records from its
+    files (the corruption grid's cells)."""
     summary_path = result_dir / "summary.json"
     if not summary_path.is_file():
         raise RobustKDError(f"results: {result_dir} has no summary.json (not a result directory)")
-    summary = json.loads(summary_path.read_text())
-    for key in ("checkpoint_sha256", "suite", "suite_sha256", "metrics"):
-        if summary.get(key) is None:
-            raise RobustKDError(f"results: {summary_path} lacks {key!r}; only checkpoints' results can be recorded")
-    metrics: dict[str, Any] = dict(summary["metrics"])
-    units: dict[str, str] = dict(summary.get("units") or {})
-    grid = result_dir / "accuracy_grid.csv"
-    if summary["suite"] == "corruption" and grid.is_file():
-        table = pd.read_csv(grid, index_col="corruption")
-        for corruption, row in table.iterrows():
-            for severity, value in row.items():
-                metrics[f"cell_acc:{corruption}:{int(severity)}"] = 100.0 * float(value)
-                units[f"cell_acc:{corruption}:{int(severity)}"] = "percent"
-    subset = f"first{summary['n_examples']}" if summary.get("subset") else ""
+    summary = ResultSummary.from_json(summary_path)
+    if summary.checkpoint_sha256 is None:
+        raise RobustKDError(f"results: {summary_path} lacks 'checkpoint_sha256'; only checkpoints' results can be recorded")
+    values: dict[str, tuple[float, str]] = {key: (value, summary.units.get(key, ""))
+                                            for key, value in summary.metrics.items()}
+    try:
+        values.update(suite_class(summary.suite)().recorded_details(result_dir))
+    except RobustKDError:
+        pass  # a suite this robustkd does not know: its summary's metrics only
     shared = {
-        "checkpoint_sha256": summary["checkpoint_sha256"], "suite": summary["suite"],
-        "suite_sha256": summary["suite_sha256"], "subset": subset, "model_name": summary.get("name"),
-        "architecture": summary.get("architecture"), "kind": summary.get("kind"), "method": summary.get("method"),
-        "method_options": json.dumps(summary.get("method_options"), sort_keys=True),
-        "teacher_sha256": summary.get("teacher_sha256"), "dataset": summary.get("dataset"),
-        "n_examples": summary.get("n_examples"), "seed": summary.get("seed"), "device": summary.get("device"),
-        "package_versions": json.dumps(summary.get("package_versions"), sort_keys=True),
-        "protocol": json.dumps(summary.get("protocol"), sort_keys=True),
-        "training": json.dumps(summary.get("training"), sort_keys=True),
-        "result_dir": str(result_dir.resolve()), "created": summary.get("created"),
-        "cohort": json.dumps(summary.get("cohort"), sort_keys=True),
+        "checkpoint_sha256": summary.checkpoint_sha256, "suite": summary.suite,
+        "suite_sha256": summary.suite_sha256, "subset": _subset_label(summary), "model_name": summary.name,
+        "architecture": summary.architecture, "kind": summary.kind, "method": summary.method,
+        "method_options": json.dumps(summary.method_options, sort_keys=True),
+        "teacher_sha256": summary.teacher_sha256, "dataset": summary.dataset,
+        "n_examples": summary.n_examples, "seed": summary.seed, "device": summary.device,
+        "package_versions": json.dumps(summary.package_versions, sort_keys=True),
+        "protocol": json.dumps(summary.protocol, sort_keys=True),
+        "training": json.dumps(summary.training, sort_keys=True),
+        "result_dir": str(result_dir.resolve()), "created": summary.created,
+        "cohort": json.dumps(summary.cohort, sort_keys=True),
     }
     rows = []
-    for metric, value in sorted(metrics.items()):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        row = {**shared, "metric": metric, "value": float(value), "unit": units.get(metric, "")}
+    for metric, (value, unit) in sorted(values.items()):
+        row = {**shared, "metric": metric, "value": float(value), "unit": unit}
         rows.append(tuple(row[column] for column in COLUMNS))
     return rows
+
+
+def _subset_label(summary: ResultSummary) -> str:
+    return f"first{summary.n_examples}" if summary.subset else ""
+
+
+def is_recorded(db: Path, result_dir: Path) -> bool:
+    """Whether ``db`` holds rows of the result in ``result_dir`` (same checkpoint, suite, suite file, subset)."""
+    if not db.is_file():
+        return False
+    summary = ResultSummary.from_json(result_dir / "summary.json")
+    connection = connect(db)
+    try:
+        found = connection.execute(
+            "SELECT 1 FROM results WHERE checkpoint_sha256 = ? AND suite = ? AND suite_sha256 = ? AND subset = ? LIMIT 1",
+            (summary.checkpoint_sha256, summary.suite, summary.suite_sha256, _subset_label(summary))).fetchone()
+    finally:
+        connection.close()
+    return found is not None
 
 
 def record_result(db: Path, result_dir: Path) -> RecordOutcome:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -23,55 +24,106 @@ from tqdm import tqdm  # noqa: E402
 
 from robustkd.data.dataset import ImageDataset  # noqa: E402
 from robustkd.errors import RobustKDError  # noqa: E402
+from robustkd.evaluate.attacks import base as attack_base  # noqa: E402
+from robustkd.evaluate.attacks.autoattack import PROTOCOLS, square  # noqa: E402
+from robustkd.evaluate.attacks.base import Attack  # noqa: E402
+from robustkd.evaluate.attacks.registry import linf_eps, linf_step, load_attacks  # noqa: E402
+from robustkd.evaluate.attacks.torchattacks_attacks import pgd_linf  # noqa: E402
+from robustkd.evaluate.context import SuiteContext  # noqa: E402
+from robustkd.evaluate.durable_table import DurableTable  # noqa: E402
 from robustkd.evaluate.finite import nonfinite_count, raise_if_nonfinite  # noqa: E402
-from robustkd.evaluate import attacks as lib  # noqa: E402
 from robustkd.evaluate.masking import forward_checks  # noqa: E402
+from robustkd.evaluate.suite import Metric, Need, Plot, Suite, SuiteOutput, register_suite  # noqa: E402
+from robustkd.evaluate.suite_params import param  # noqa: E402
 from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: E402
 from robustkd.utils.seeding import derive_seed  # noqa: E402
 
 COLUMNS = ["attack", "index", "label", "clean_prediction", "adversarial_prediction", "norm", "robust"]
-ATTACK_NAMES = ("fgsm", "pgd_linf", "pgd_l2", "cw_l2", "autoattack", "foolbox_pgd_linf", "deepfool_l2")
-BUDGET_TOLERANCE = 1e-5
-CROSS_CHECK_POINTS = 1.0
 
 
-def build_attacks(params) -> list[lib.Attack]:
-    """The configured attacks, then PGD-Linf at each extra eps of the curve."""
-    unknown = sorted(set(params.attacks) - set(ATTACK_NAMES))
-    if unknown:
-        raise RobustKDError(f"adversarial suite: unknown attack(s) {', '.join(unknown)}; expected {', '.join(ATTACK_NAMES)}")
-    eps = params.linf_eps_255 / 255
-    step = params.linf_step_255 / 255
-    makers = {
-        "fgsm": lambda: [lib.fgsm(eps)],
-        "pgd_linf": lambda: [lib.pgd_linf(eps, step, params.pgd_steps, params.random_start)],
-        "pgd_l2": lambda: [lib.pgd_l2(params.l2_eps, params.l2_step, params.pgd_steps, params.random_start)],
-        "cw_l2": lambda: [lib.cw_l2(params.l2_eps, params.cw_c, params.cw_kappa, params.cw_steps, params.cw_lr)],
-        "autoattack": lambda: [lib.autoattack(eps, version, "linf", params.seed)
-                               for version in params.autoattack_versions],
-        "foolbox_pgd_linf": lambda: [lib.foolbox_pgd_linf(eps, step, params.pgd_steps, params.random_start)],
-        "deepfool_l2": lambda: [lib.deepfool_l2(params.deepfool_steps, params.deepfool_candidates,
-                                                params.deepfool_overshoot)],
-    }
-    chosen = [attack for name in params.attacks for attack in makers[name]()]
+@dataclass(frozen=True)
+class AdversarialParams:
+    """Budgets in [0, 1] pixel units (Linf ones given x 1/255); ``attacks``: registered attack names
+    (``robustkd.evaluate.attacks``); ``eps_curve_255``: extra PGD-Linf budgets for the robustness curve;
+    ``masking_examples``: images of the gradient-masking checks (Square cross-check, forward checks)."""
+
+    batch_size: int = param(200, low=1)
+    attacks: tuple[str, ...] = ("fgsm", "pgd_linf", "pgd_l2", "cw_l2", "autoattack", "foolbox_pgd_linf", "deepfool_l2")
+    linf_eps_255: float = param(8.0, low=0.0, open_low=True, high=255.0)
+    linf_step_255: float = param(2.0, low=0.0, open_low=True)
+    pgd_steps: int = param(20, low=1)
+    random_start: bool = True
+    l2_eps: float = param(0.5, low=0.0, open_low=True)
+    l2_step: float = param(0.1, low=0.0, open_low=True)
+    cw_c: float = param(1.0, low=0.0, open_low=True)
+    cw_kappa: float = param(0.0, low=0.0)
+    cw_steps: int = param(100, low=1)
+    cw_lr: float = param(0.01, low=0.0, open_low=True)
+    autoattack_versions: tuple[str, ...] = param(("standard",), choices=tuple(PROTOCOLS))
+    deepfool_steps: int = param(50, low=1)
+    deepfool_candidates: int = param(10, low=2)
+    deepfool_overshoot: float = param(0.02, low=0.0)
+    eps_curve_255: tuple[float, ...] = param((1.0, 2.0, 4.0, 8.0, 16.0), low=0.0, open_low=True, high=255.0)
+    masking_examples: int = param(100, low=0)
+    square_queries: int = param(1000, low=1)
+    seed: int = param(0, low=0)
+
+
+@register_suite
+class AdversarialSuite(Suite[AdversarialParams]):
+    """Robust accuracy per attack, point-wise worst case per norm, the PGD eps curve, gradient-masking checks."""
+
+    name = "adversarial"
+    params = AdversarialParams
+    metrics = (
+        Metric("clean_acc", "percent", True),
+        Metric("robust_acc_pgd_linf", "percent", True, column="pgd_acc"),
+        Metric("robust_acc_autoattack_standard", "percent", True, column="autoattack_acc"),
+        Metric("robust_acc_{attack}", "percent", True),
+        Metric("worst_case_linf", "percent", True, column="worst_case_linf_acc"),
+        Metric("worst_case_l2", "percent", True),
+        Metric("deepfool_l2_median", "L2 norm in [0, 1] pixel units", None),
+        Metric("{attack}_median", "perturbation norm (the attack's threat model) in [0, 1] pixel units", None),
+        Metric("{check}_gap", "percentage points", None),
+        Metric("{attack}_robust_acc_subset", "percent", True),
+        Metric("gradient_zero_fraction", "fraction", None),
+    )
+    plots = (Plot("robust_accuracy_vs_eps.png", "robust accuracy vs eps"),)
+    resumable = True
+    extends = frozenset({"attacks", "eps_curve_255", "autoattack_versions", "masking_examples"})
+    needs = frozenset({Need.IN_MEMORY_TEST})
+    position = 30
+
+    def check(self, params: AdversarialParams) -> None:
+        registry = load_attacks()
+        for name in params.attacks:
+            registry.canonical(name)
+
+    def run(self, ctx: SuiteContext, params: AdversarialParams, work: Path) -> SuiteOutput:
+        metrics, protocol, counts = _run(ctx.model, ctx.in_memory_test(self.name), params, ctx.device, work)
+        return SuiteOutput(metrics, protocol, counts)
+
+
+def build_attacks(params: AdversarialParams) -> list[Attack]:
+    """The configured attacks (registry order of ``params.attacks``), then PGD-Linf at each extra eps of
+    the curve."""
+    registry = load_attacks()
+    chosen = [attack for name in params.attacks for attack in registry.get(name)(params)]
     for value in params.eps_curve_255:
         if value != params.linf_eps_255:
-            # The step scales with eps (2/255 per 8/255) so that 20 steps can cross the ball.
-            chosen.append(lib.pgd_linf(value / 255, step * value / params.linf_eps_255, params.pgd_steps,
-                                       params.random_start, name=f"pgd_linf_eps{value:g}"))
+            # The step scales with eps (2/255 per 8/255) so that the steps can cross the ball.
+            chosen.append(pgd_linf(value / 255, linf_step(params) * value / params.linf_eps_255, params.pgd_steps,
+                                   params.random_start, name=f"pgd_linf_eps{value:g}"))
+    names = [attack.name for attack in chosen]
+    if len(set(names)) != len(names):
+        raise RobustKDError(f"adversarial suite: an attack is configured twice ({', '.join(names)})")
     return chosen
 
 
-def _done_indices(path: Path) -> set[tuple[str, int]]:
-    if not path.is_file():
-        path.write_text(",".join(COLUMNS) + "\n")
-        return set()
-    rows = pd.read_csv(path)
-    return set(zip(rows["attack"], rows["index"].astype(int)))
-
-
-def run_attack_batches(model: nn.Module, test: ImageDataset, attack: lib.Attack, count: int, params,
-                       attack_number: int, device: torch.device, path: Path, done: set[tuple[str, int]]) -> None:
+def run_attack_batches(model: nn.Module, test: ImageDataset, attack: Attack, count: int, params: AdversarialParams,
+                       attack_number: int, device: torch.device, table: DurableTable, done: set) -> None:
+    """Attack the first ``count`` images, ``batch_size`` at a time; each finished batch is appended to
+    ``table`` (one row per image); batches already in ``done`` are skipped."""
     show = os.environ.get("ROBUSTKD_PROGRESS", "1") != "0"
     starts = [s for s in range(0, count, params.batch_size)
               if not all((attack.name, i) in done for i in range(s, min(s + params.batch_size, count)))]
@@ -80,73 +132,51 @@ def run_attack_batches(model: nn.Module, test: ImageDataset, attack: lib.Attack,
         x = test.images[start:stop].to(device).float().div_(255.0)
         y = test.labels[start:stop].to(device)
         torch.manual_seed(derive_seed(params.seed, attack_number, start))
-        x_adv = attack.run(model, x, y).detach().to(device)
-        if float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
-            raise RobustKDError(f"{attack.name}: adversarial inputs left [0, 1]")  # pragma: no cover
-        norms = lib.perturbation_norm(x_adv, x, attack.threat.norm)
-        if attack.threat.bounded and float(norms.max()) > attack.threat.eps + BUDGET_TOLERANCE:
-            raise RobustKDError(f"{attack.name}: perturbation {float(norms.max()):.6f} exceeds eps "
-                                f"{attack.threat.eps:.6f}")  # pragma: no cover
+        x_adv = attack(model, x, y)
+        norms = attack_base.perturbation_norm(x_adv, x, attack.threat.norm)
         with torch.no_grad():
             clean_logits, adversarial_logits = model(x), model(x_adv)
         bad = int(nonfinite_count(clean_logits) + nonfinite_count(adversarial_logits))
         raise_if_nonfinite(bad, 2 * clean_logits.numel(), f"on {len(x)} clean and {attack.name} images")
-        clean = clean_logits.argmax(1)
-        adversarial = adversarial_logits.argmax(1)
-        correct = clean.eq(y)
-        fooled = adversarial.ne(y)
-        if attack.threat.bounded:
-            robust = correct & ~fooled
-        else:
-            robust = correct & (~fooled | (norms > attack.threat.eps))
-        # Norms of failed minimum-norm attacks are infinite; of misclassified inputs, zero.
-        shown = torch.where(fooled, norms, torch.full_like(norms, math.inf)) if not attack.threat.bounded else norms
-        shown = torch.where(correct, shown, torch.zeros_like(shown))
-        lines = "".join(f"{attack.name},{start + i},{int(y[i])},{int(clean[i])},{int(adversarial[i])},"
-                        f"{float(shown[i]):.8g},{int(robust[i])}\n" for i in range(stop - start))
-        with open(path, "a") as handle:
-            handle.write(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
+        clean, adversarial = clean_logits.argmax(1), adversarial_logits.argmax(1)
+        correct, fooled = clean.eq(y), adversarial.ne(y)
+        robust = attack.robust(correct, fooled, norms)
+        shown = attack_base.shown_norms(attack, correct, fooled, norms)
+        table.append([[attack.name, start + i, int(y[i]), int(clean[i]), int(adversarial[i]), f"{float(shown[i]):.8g}",
+                       int(robust[i])] for i in range(stop - start)])
 
 
-def run_adversarial(model: nn.Module, test: ImageDataset, params, device: torch.device, work_dir: Path
-                    ) -> tuple[dict[str, float], dict]:
+def run_adversarial(model: nn.Module, test: ImageDataset, params: AdversarialParams, device: torch.device,
+                    work_dir: Path) -> tuple[dict[str, float], dict]:
+    """The suite on ``test`` (all images; the diagnostics on the first ``masking_examples``): (metrics, protocol)."""
+    metrics, protocol, _ = _run(model, test, params, device, work_dir)
+    return metrics, protocol
+
+
+def _run(model: nn.Module, test: ImageDataset, params: AdversarialParams, device: torch.device, work_dir: Path
+         ) -> tuple[dict[str, float], dict, dict[str, int]]:
     attacks = build_attacks(params)
-    path = work_dir / "examples.csv"
-    done = _done_indices(path)
+    table = DurableTable(work_dir / "examples.csv", COLUMNS)
+    done = {(name, int(index)) for name, index in table.keys("attack", "index")}
     model.eval()
     n = len(test)
     masking_count = min(params.masking_examples, n)
-    square = lib.square(params.linf_eps_255 / 255, params.square_queries, params.seed)
-    plan = [(attack, n) for attack in attacks] + ([(square, masking_count)] if masking_count else [])
+    diagnostics = [square(linf_eps(params), params.square_queries, params.seed)] if masking_count else []
+    plan = [(attack, n) for attack in attacks] + [(attack, masking_count) for attack in diagnostics]
     for number, (attack, count) in enumerate(plan):
-        run_attack_batches(model, test, attack, count, params, number, device, path, done)
+        run_attack_batches(model, test, attack, count, params, number, device, table, done)
 
-    rows = pd.read_csv(path)
-    robust = rows.pivot(index="index", columns="attack", values="robust").astype(bool)
+    rows = table.read()
+    robust = {name: group.set_index("index")["robust"].astype(bool).sort_index() for name, group in rows.groupby("attack")}
     first = rows.drop_duplicates("index").set_index("index").sort_index()
     correct = first["clean_prediction"].eq(first["label"])
     metrics: dict[str, float] = {"clean_acc": 100.0 * float(correct.mean())}
-    for attack in attacks:
-        if attack.name != "deepfool_l2":
-            metrics[f"robust_acc_{attack.name}"] = 100.0 * float(robust[attack.name].mean())
-    eps = params.linf_eps_255 / 255
-    linf = [a.name for a in attacks if a.threat.norm == "linf" and a.threat.bounded and math.isclose(a.threat.eps, eps)]
-    l2 = [a.name for a in attacks if a.threat.norm == "l2" and a.name != "deepfool_l2"]
-    if linf:
-        metrics["worst_case_linf"] = 100.0 * float(robust[linf].all(axis=1).mean())
-    if l2:
-        metrics["worst_case_l2"] = 100.0 * float(robust[l2].all(axis=1).mean())
-    if "deepfool_l2" in robust.columns:
-        norms = rows[rows["attack"] == "deepfool_l2"].set_index("index")["norm"]
-        metrics["deepfool_l2_median"] = float(norms[correct.reindex(norms.index)].median())
-    flags = []
-    if "pgd_linf" in robust.columns and "foolbox_pgd_linf" in robust.columns:
-        gap = metrics["robust_acc_pgd_linf"] - metrics["robust_acc_foolbox_pgd_linf"]
-        metrics["foolbox_pgd_gap"] = gap
-        if abs(gap) > CROSS_CHECK_POINTS:
-            flags.append(f"torchattacks PGD and foolbox PGD disagree by {gap:+.2f} points (> {CROSS_CHECK_POINTS})")
+    headline = [attack for attack in attacks if attack.headline]
+    for attack in headline:
+        metrics[f"robust_acc_{attack.name}"] = 100.0 * float(robust[attack.name].mean())
+    _worst_cases(headline, robust, linf_eps(params), metrics)
+    flags = _median_norms(attacks, rows, correct, metrics)
+    flags += _cross_checks(attacks + diagnostics, robust, metrics)
     checks = _masking_checks(model, test, masking_count, device)
     metrics["gradient_zero_fraction"] = checks["gradient_zero_fraction"]
     if checks["outputs_probabilities"]:
@@ -155,22 +185,62 @@ def run_adversarial(model: nn.Module, test: ImageDataset, params, device: torch.
         flags.append("the forward pass is randomised (two passes differ); use autoattack_versions = [\"rand\"]")
     if checks["gradient_zero_fraction"] > 0:
         flags.append(f"zero input gradients on {100 * checks['gradient_zero_fraction']:.1f} % of the checked inputs")
-    if masking_count and "pgd_linf" in robust.columns:
-        subset = robust.loc[:masking_count - 1]
-        metrics["square_robust_acc_subset"] = 100.0 * float(subset["square"].mean())
-        metrics["pgd_robust_acc_subset"] = 100.0 * float(subset["pgd_linf"].mean())
-        if metrics["square_robust_acc_subset"] < metrics["pgd_robust_acc_subset"]:
-            flags.append("black-box Square finds more adversarial examples than white-box PGD")
     curve = _eps_curve(params, metrics)
     if any(later > earlier + 1e-9 for earlier, later in zip(curve["robust_acc"], curve["robust_acc"][1:])):
         flags.append("robust accuracy rises with eps on the PGD curve")
     write_text_atomic(work_dir / "eps_curve.csv", curve.to_csv(index=False))
     _plot_eps_curve(curve, metrics, params, work_dir / "robust_accuracy_vs_eps.png")
-    protocol = {"attacks": {a.name: {"library": a.library, "threat": a.threat.norm, **a.constants} for a in attacks},
+    protocol = {"attacks": {a.name: {"library": a.library, "threat": a.threat.norm, "kind": a.kind, **a.constants}
+                            for a in attacks},
                 "square_check": {"examples": masking_count, "queries": params.square_queries},
                 "masking_flags": flags, "robust_definition": "correct on the clean input and on the attacked "
                 "input (minimum-norm attacks: or perturbation above eps)"}
-    return metrics, protocol
+    return metrics, protocol, {attack.name: masking_count for attack in diagnostics}
+
+
+def _worst_cases(headline: list[Attack], robust: dict[str, pd.Series], eps: float, metrics: dict[str, float]) -> None:
+    """Point-wise: robust under every Linf attack at the suite's eps, and under every L2 attack with a budget."""
+    linf = [a.name for a in headline if a.threat.norm == "linf" and math.isclose(a.threat.eps, eps)]
+    l2 = [a.name for a in headline if a.threat.norm == "l2"]
+    for key, names in (("worst_case_linf", linf), ("worst_case_l2", l2)):
+        if names:
+            metrics[key] = 100.0 * float(pd.concat([robust[name] for name in names], axis=1).all(axis=1).mean())
+
+
+def _median_norms(attacks: list[Attack], rows: pd.DataFrame, correct: pd.Series, metrics: dict[str, float]) -> list[str]:
+    """Median perturbation norm of each minimum-norm attack over correctly classified inputs (a failed
+    attack counts as inf); an infinite median is reported as a flag, not a number."""
+    flags = []
+    for attack in attacks:
+        if not isinstance(attack, attack_base.MinimumNormAttack):
+            continue
+        norms = rows[rows["attack"] == attack.name].set_index("index")["norm"]
+        median = float(norms[correct.reindex(norms.index)].median())
+        if math.isfinite(median):
+            metrics[f"{attack.name}_median"] = median
+        else:
+            flags.append(f"{attack.name} failed on at least half of the correctly classified inputs; no median norm")
+    return flags
+
+
+def _cross_checks(attacks: list[Attack], robust: dict[str, pd.Series], metrics: dict[str, float]) -> list[str]:
+    """Each declared cross-check, on the images both attacks ran on."""
+    flags = []
+    for attack in attacks:
+        check = attack.cross_check
+        if check is None or check.reference not in robust:
+            continue
+        mine = robust[attack.name]
+        theirs = robust[check.reference].reindex(mine.index)
+        own, reference = 100.0 * float(mine.mean()), 100.0 * float(theirs.mean())
+        difference = reference - own
+        if check.gap_metric:
+            metrics[check.gap_metric] = difference
+        if check.recorded:
+            metrics[check.recorded[0]], metrics[check.recorded[1]] = own, reference
+        if check.fails(difference):
+            flags.append(check.warning.format(gap=difference, tolerance=check.tolerance))
+    return flags
 
 
 def _masking_checks(model: nn.Module, test: ImageDataset, count: int, device: torch.device) -> dict:

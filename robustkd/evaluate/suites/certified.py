@@ -10,6 +10,7 @@ at least r.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -22,8 +23,11 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from robustkd.data.dataset import ImageDataset  # noqa: E402
-from robustkd.errors import RobustKDError  # noqa: E402
+from robustkd.evaluate.context import SuiteContext  # noqa: E402
+from robustkd.evaluate.durable_table import DurableTable  # noqa: E402
 from robustkd.evaluate.smoothing import ABSTAIN, Smooth, inference_model  # noqa: E402
+from robustkd.evaluate.suite import Metric, Need, Plot, Suite, SuiteOutput, register_suite  # noqa: E402
+from robustkd.evaluate.suite_params import param  # noqa: E402
 from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: E402
 from robustkd.utils.seeding import derive_seed  # noqa: E402
 
@@ -35,16 +39,56 @@ COLUMNS = ["index", "label", "prediction", "radius", "correct", "count", "p_lowe
 AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+@dataclass(frozen=True)
+class CertifiedParams:
+    """Cohen et al.'s CERTIFY: ``sigma`` in [0, 1] pixel units, ``n0`` selection and ``n`` estimation
+    samples, failure probability ``alpha``; every ``skip``-th test image, at most ``max`` (-1: all)."""
+
+    sigma: float = param(0.25, low=0.0, open_low=True)
+    n0: int = param(100, low=1)
+    n: int = param(100_000, low=1)
+    alpha: float = param(0.001, low=0.0, high=1.0, open_low=True, open_high=True)
+    batch_size: int = param(1000, low=1)
+    skip: int = param(1, low=1)
+    max: int = param(-1, low=-1)
+    seed: int = param(0, low=0)
+    predict_n: int = param(1000, low=0)
+    noise_chunk: int = param(256, low=1)
+    fold_batchnorm: bool = True
+    autocast: str = param("none", choices=tuple(AUTOCAST_DTYPES))
+
+
+@register_suite
+class CertifiedSuite(Suite[CertifiedParams]):
+    """Randomized-smoothing certificates (L2) per test image; certified accuracy at each radius of RADII."""
+
+    name = "certified"
+    params = CertifiedParams
+    metrics = (
+        Metric("certified_acc_r{radius}", "percent", True, column="certified_acc_r{radius}",
+               grid={"radius": tuple(f"{radius:.2f}" for radius in RADII)}),
+        Metric("abstain_rate", "percent", False), Metric("n_certified", "images", None),
+        Metric("smoothed_acc", "percent", True), Metric("predict_abstain_rate", "percent", False),
+    )
+    plots = (Plot("certified_accuracy.png", "certified accuracy vs radius"),)
+    resumable = True
+    extends = frozenset({"max", "batch_size"})
+    needs = frozenset({Need.IN_MEMORY_TEST})
+    position = 50
+
+    def run(self, ctx: SuiteContext, params: CertifiedParams, work: Path) -> SuiteOutput:
+        rows, protocol = certify_dataset(ctx.model, ctx.in_memory_test(self.name), params, work, ctx.device)
+        metrics = summarise_certificates(rows, work)
+        return SuiteOutput(metrics, {"radii": list(RADII), "noise": "Gaussian in [0, 1] input space, before the "
+                                     "model's normalisation", **protocol}, {"certified": len(rows)})
+
+
 def certify_dataset(model: nn.Module, dataset: ImageDataset, params, work_dir: Path, device: torch.device
                     ) -> tuple[pd.DataFrame, dict]:
     """Certify every ``skip``-th image (up to ``max``), appending to ``work_dir/certify.tsv``; returns all rows
     and the protocol of the base classifier (BatchNorm folded or not, autocast, noise stream)."""
-    if params.autocast not in AUTOCAST_DTYPES:
-        raise RobustKDError(f"certified suite: autocast = {params.autocast!r}; expected none, bf16 or fp16")
-    path = work_dir / "certify.tsv"
-    done = set(pd.read_csv(path, sep="\t")["index"].tolist()) if path.is_file() else set()
-    if not path.is_file():
-        path.write_text("\t".join(COLUMNS) + "\n")
+    table = DurableTable(work_dir / "certify.tsv", COLUMNS, sep="\t")
+    done = {index for (index,) in table.keys("index")}
     base, folded = inference_model(model, params.fold_batchnorm)
     smooth = Smooth(base, dataset.num_classes, params.sigma, noise_chunk=params.noise_chunk,
                     autocast_dtype=AUTOCAST_DTYPES[params.autocast])
@@ -64,12 +108,11 @@ def certify_dataset(model: nn.Module, dataset: ImageDataset, params, work_dir: P
         row = [index, label, certificate.prediction, f"{certificate.radius:.6f}", int(certificate.prediction == label),
                certificate.count, f"{certificate.p_lower:.8f}", predicted, int(predicted == label),
                f"{time.perf_counter() - started:.3f}"]
-        with open(path, "a") as handle:  # one complete line per finished image
-            handle.write("\t".join(str(value) for value in row) + "\n")
+        table.append([row])  # one complete, fsync'd line per finished image
     protocol = {"batchnorm_folded": folded, "precision": "float32" if params.autocast == "none"
                 else f"{params.autocast} autocast", "noise_stream": f"chunks of {params.noise_chunk} samples per "
                 "(seed, image, stream), drawn on the evaluation device; independent of batch_size"}
-    return pd.read_csv(path, sep="\t"), protocol
+    return table.read(), protocol
 
 
 def summarise_certificates(rows: pd.DataFrame, out_dir: Path) -> dict[str, float]:

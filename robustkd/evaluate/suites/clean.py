@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from robustkd.evaluate.context import SuiteContext
+from robustkd.evaluate.suite import Metric, Suite, SuiteOutput, register_suite
+from robustkd.evaluate.suite_params import param
 from robustkd.utils.atomic import write_text_atomic
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    batch_size: int = param(500, low=1)
+
+
+@register_suite
+class CleanSuite(Suite[CleanParams]):
+    """Top-1/top-5 on the clean test set (the context's logits); per-class accuracy and confusion CSVs."""
+
+    name = "clean"
+    params = CleanParams
+    metrics = (Metric("top1", "percent", True, column="clean_acc"), Metric("top5", "percent", True))
+    position = 10
+
+    def run(self, ctx: SuiteContext, params: CleanParams, work: Path) -> SuiteOutput:
+        return SuiteOutput(run_clean(ctx.logits, ctx.labels, ctx.classes, work))
 
 
 def run_clean(logits: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], out_dir: Path) -> dict[str, float]:

@@ -23,17 +23,86 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from robustkd.corruptions.catalog import check_corruption  # noqa: E402
+from robustkd.corruptions.catalog import (BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES,  # noqa: E402
+                                           check_corruption)
 from robustkd.corruptions.engine import corrupt  # noqa: E402
 from robustkd.corruptions.layout import imagenet_c_folder, npy_available, read_severity_block  # noqa: E402
 from robustkd.data.dataset import ImageDataset  # noqa: E402
 from robustkd.errors import RobustKDError  # noqa: E402
 from robustkd.evaluate.finite import nonfinite_count, raise_if_nonfinite  # noqa: E402
 from robustkd.evaluate.calibration import calibration_metrics  # noqa: E402
+from robustkd.evaluate.context import SuiteContext  # noqa: E402
 from robustkd.evaluate.corruption_metrics import corruption_summary, resolve_reference  # noqa: E402
+from robustkd.evaluate.durable_table import DurableTable  # noqa: E402
+from robustkd.evaluate.suite import Metric, Plot, Suite, SuiteOutput, register_suite  # noqa: E402
+from robustkd.evaluate.suite_params import param  # noqa: E402
 from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: E402
 
 CELL_COLUMNS = ["corruption", "severity", "n", "accuracy", "ece", "nll", "source"]
+
+
+@dataclass(frozen=True)
+class CorruptionParams:
+    """``source``: auto (official files when ``official_dir`` holds them all, else generated), generated or
+    official; ``reference``: "alexnet" (ImageNet-C) or another model's corruption result folder for the
+    normalised mCE ("" for none)."""
+
+    batch_size: int = param(500, low=1)
+    source: str = param("auto", choices=("auto", "generated", "official"))
+    official_dir: str = param("", path=True)
+    corruptions: tuple[str, ...] = param(BENCHMARK_CORRUPTIONS, nonempty=True,
+                                         choices=BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS)
+    severities: tuple[int, ...] = param(SEVERITIES, nonempty=True, low=1, high=5)
+    seed: int = param(0, low=0)
+    n_bins: int = param(15, low=1)
+    reference: str = param("", path=True, reserved=("alexnet",))
+
+
+@register_suite
+class CorruptionSuite(Suite[CorruptionParams]):
+    """Accuracy and ECE on every (corruption, severity) cell; mean corruption accuracy and mCE."""
+
+    name = "corruption"
+    params = CorruptionParams
+    metrics = (
+        Metric("corruptions_acc", "percent", True, column="corruption_acc"),
+        Metric("mce_unnormalized", "percent", False, column="mce",
+               column_unit="percent (1 - mean accuracy over the cells)"),
+        Metric("relative_mce_unnormalized", "percent", False),
+        Metric("mce", "percent", False), Metric("relative_mce", "percent", False),
+        Metric("acc_severity_{severity}", "percent", True), Metric("ece_severity_{severity}", "fraction", False),
+        Metric("ece_corrupted_mean", "fraction", False), Metric("acc_{corruption}", "percent", True),
+    )
+    plots = (Plot("accuracy_heatmap.png", "corruption accuracy heatmap"),
+             Plot("accuracy_vs_severity.png", "accuracy and ECE vs severity"))
+    resumable = True
+    extends = frozenset({"corruptions", "severities", "batch_size"})
+    position = 20
+
+    def check(self, params: CorruptionParams) -> None:
+        _require_official_dir(params)
+
+    def run(self, ctx: SuiteContext, params: CorruptionParams, work: Path) -> SuiteOutput:
+        if ctx.test is not None:
+            clean, size = CleanImages.from_dataset(ctx.test), ctx.test.images.shape[-1]
+        else:
+            clean, size = CleanImages.from_loader(ctx.test_loader, len(ctx.labels)), 224
+        source = resolve_source(params, ctx.dataset)
+        cells = evaluate_cells(ctx.model, clean, params, source, ctx.dataset, ctx.device, work)
+        metrics = summarise_cells(cells, ctx.clean_accuracy, params, ctx.dataset, work)
+        protocol = {"source": source.kind, "official_dir": str(source.folder) if source.folder else None,
+                    "parameters": "cifar (make_cifar_c.py)" if size == 32 else "imagenet (make_imagenet_c.py)",
+                    "ece_bins": params.n_bins, "definitions": "docs/corruptions.md"}
+        return SuiteOutput(metrics, protocol, {"per_cell": int(cells["n"].min())})
+
+    def recorded_details(self, result_dir: Path) -> dict[str, tuple[float, str]]:
+        """Every cell's accuracy (percent) from ``accuracy_grid.csv``, as ``cell_acc:<corruption>:<severity>``."""
+        grid = result_dir / "accuracy_grid.csv"
+        if not grid.is_file():
+            return {}
+        table = pd.read_csv(grid, index_col="corruption")
+        return {f"cell_acc:{corruption}:{int(severity)}": (100.0 * float(value), "percent")
+                for corruption, row in table.iterrows() for severity, value in row.items()}
 
 
 @dataclass(frozen=True)
@@ -44,13 +113,15 @@ class CellSource:
     folder: Path | None
 
 
-def resolve_source(params, dataset: str) -> CellSource:
-    folder = Path(params.official_dir) if params.official_dir else None
-    if params.source not in ("auto", "generated", "official"):
-        raise RobustKDError(f"corruption suite: source = {params.source!r}; expected auto, generated or official")
-    if params.source == "official" and folder is None:
+def _require_official_dir(params: CorruptionParams) -> None:
+    if params.source == "official" and not params.official_dir:
         raise RobustKDError("corruption suite: source = \"official\" needs official_dir (the CIFAR-C .npy folder "
                             "or the ImageNet-C root)")
+
+
+def resolve_source(params: CorruptionParams, dataset: str) -> CellSource:
+    _require_official_dir(params)
+    folder = Path(params.official_dir) if params.official_dir else None
     if params.source == "generated" or folder is None:
         return CellSource("generated", None)
     if not folder.is_dir():
@@ -136,11 +207,8 @@ def evaluate_cells(model: nn.Module, clean: CleanImages, params, source: CellSou
     """Evaluate each requested cell not yet in ``work_dir/cells.csv``; returns all cells."""
     for name in params.corruptions:
         check_corruption(name)
-    path = work_dir / "cells.csv"
-    done = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=CELL_COLUMNS)
-    finished = set(zip(done["corruption"], done["severity"].astype(int)))
-    if not path.is_file():
-        path.write_text(",".join(CELL_COLUMNS) + "\n")
+    table = DurableTable(work_dir / "cells.csv", CELL_COLUMNS)
+    finished = {(name, int(severity)) for name, severity in table.keys("corruption", "severity")}
     todo = [(name, severity) for name in params.corruptions for severity in params.severities
             if (name, severity) not in finished]
     show = os.environ.get("ROBUSTKD_PROGRESS", "1") != "0"
@@ -156,11 +224,8 @@ def evaluate_cells(model: nn.Module, clean: CleanImages, params, source: CellSou
         calibration = calibration_metrics(logits, labels, params.n_bins)
         row = [name, severity, len(labels), f"{calibration.accuracy:.6f}", f"{calibration.ece:.6f}",
                f"{calibration.nll:.6f}", source.kind]
-        with open(path, "a") as handle:
-            handle.write(",".join(str(value) for value in row) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-    cells = pd.read_csv(path)
+        table.append([row])
+    cells = table.read()
     wanted = {(name, severity) for name in params.corruptions for severity in params.severities}
     return cells[[(c, int(s)) in wanted for c, s in zip(cells["corruption"], cells["severity"])]]
 

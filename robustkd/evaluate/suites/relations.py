@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -11,8 +12,55 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from robustkd.errors import RobustKDError  # noqa: E402
+from robustkd.evaluate.context import SuiteContext  # noqa: E402
+from robustkd.evaluate.finite import NonFiniteOutputError  # noqa: E402
+from robustkd.evaluate.predictions import collect_logits  # noqa: E402
 from robustkd.evaluate.relations import relation_fidelity  # noqa: E402
+from robustkd.evaluate.suite import Metric, Need, Plot, Suite, SuiteOutput, register_suite  # noqa: E402
+from robustkd.evaluate.suite_params import param  # noqa: E402
 from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: E402
+
+
+@dataclass(frozen=True)
+class RelationsParams:
+    batch_size: int = param(500, low=1)
+
+
+_CORRELATIONS = ("pearson", "spearman", "kendall")
+
+
+@register_suite
+class RelationsSuite(Suite[RelationsParams]):
+    """How closely the student's logits follow the teacher's on the test set (per sample and per class)."""
+
+    name = "relations"
+    params = RelationsParams
+    metrics = (
+        *(Metric(key, "correlation", True, column=f"relation_{key}") for key in _CORRELATIONS),
+        *(Metric(f"{key}_median", "correlation", True) for key in _CORRELATIONS),
+        Metric("top5_overlap", "fraction", True), Metric("top1_agreement", "fraction", True),
+        Metric("kl_teacher_student", "nats", False),
+        Metric("class_correlation_distance", "Frobenius norm / C", False, column="class_correlation_distance",
+               column_unit="||R_T - R_S||_F / C"),
+    )
+    plots = (Plot("relation_fidelity.png", "relation fidelity"),)
+    needs = frozenset({Need.TEACHER})
+    position = 60
+
+    def run(self, ctx: SuiteContext, params: RelationsParams, work: Path) -> SuiteOutput:
+        try:
+            teacher_logits, teacher_labels = collect_logits(ctx.teacher, ctx.test_loader, ctx.num_classes)
+        except NonFiniteOutputError as exc:
+            raise NonFiniteOutputError(f"(the teacher) {exc}") from None
+        if not torch.equal(teacher_labels, ctx.labels):  # pragma: no cover - same loader, same order
+            raise RobustKDError("relations: teacher and student saw different test images")
+        metrics = run_relations(teacher_logits, ctx.logits, ctx.classes, work)
+        teacher_acc = 100.0 * float(teacher_logits.argmax(1).eq(ctx.labels).double().mean())
+        return SuiteOutput(metrics, {
+            "teacher_sha256": ctx.teacher_info.get("weights_sha256"),
+            "teacher_architecture": ctx.teacher_info.get("architecture"), "teacher_clean_acc": teacher_acc,
+            "logits": "raw logits (no temperature)", "class_correlation_distance": "||R_T - R_S||_F / C"})
 
 
 def run_relations(teacher_logits: torch.Tensor, student_logits: torch.Tensor, classes: tuple[str, ...],
