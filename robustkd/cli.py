@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--format", default="table", help="table (default), csv, json or md")
     compare.add_argument("--out", type=Path, help="write to this file (atomically) instead of printing")
 
+    suites = commands.add_parser("suites", help="list the evaluation suites: parameters (defaults, ranges), metrics, plots")
+    suites.add_argument("name", nargs="?", help="one suite (default: all)")
     info = commands.add_parser("info", help="print a checkpoint's sidecar after verifying its weights")
     info.add_argument("checkpoint", type=Path)
     return parser
@@ -489,6 +491,13 @@ def _run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_suites(args: argparse.Namespace) -> int:
+    from robustkd.evaluate.suite_describe import describe_suites
+
+    print(describe_suites(args.name), end="")
+    return 0
+
+
 def _run_info(args: argparse.Namespace) -> int:
     from robustkd.checkpoint import load_checkpoint
 
@@ -507,7 +516,7 @@ def _run_models(_: argparse.Namespace) -> int:
 
 HANDLERS = {"train": _run_train, "distill": _run_distill, "evaluate": _run_evaluate, "corrupt": _run_corrupt,
             "results": _run_results, "leaderboard": _run_leaderboard, "report": _run_report, "info": _run_info,
-            "models": _run_models, "compare": _run_compare}
+            "models": _run_models, "compare": _run_compare, "suites": _run_suites}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,7 +57,8 @@ def packaged_suite_names() -> list[str]:
 def read_suite_bytes(name_or_path: str) -> tuple[Path, bytes]:
     """(path, bytes) of a suite: an argument ending in ``.toml`` is a file; anything else a packaged name.
 
-    A name is looked up only among the packaged files, never in the current directory.
+    A name is looked up only among the packaged files, never in the current directory; a registered suite
+    without a packaged file runs with its defaults (path ``<NAME defaults>``).
     """
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml":
@@ -71,9 +72,8 @@ def read_suite_bytes(name_or_path: str) -> tuple[Path, bytes]:
             resource = resource.joinpath(part)
         return Path(str(resource)), resource.read_bytes()
     suite_names = [cls.name for cls in suites_in_order()]
-    if name_or_path in suite_names:
-        raise RobustKDError(f"--suite {name_or_path}: its packaged suite file {SUITES_DATA}/{name_or_path}.toml is missing "
-                            "from the installed robustkd; reinstall the package")
+    if name_or_path in suite_names:  # a registered suite without a packaged file: its defaults
+        return Path(f"<{name_or_path} defaults>"), f'suite = "{name_or_path}"\n'.encode()
     variants = [name for name in known if name not in suite_names]
     raise RobustKDError(f"--suite: unknown suite {name_or_path!r}; expected one of: {', '.join(suite_names)}, "
                         f"all, a packaged variant ({', '.join(variants) or 'none installed'}), "

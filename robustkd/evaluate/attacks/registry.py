@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from functools import cache
+from functools import cache, wraps
 from typing import Any, Callable
 
 from robustkd.evaluate.attacks.base import Attack, BoundedAttack, DiagnosticAttack, MinimumNormAttack
@@ -25,6 +25,7 @@ def register_attack(name: str) -> Callable[[AttackFactory], AttackFactory]:
     """Decorator: register ``factory(params) -> list[Attack]`` under ``name``; each attack it makes must be
     of one of the kinds (bounded, minimum-norm, diagnostic)."""
     def decorator(factory: AttackFactory) -> AttackFactory:
+        @wraps(factory)
         def checked(params: Any) -> list[Attack]:
             attacks = factory(params)
             for attack in attacks:

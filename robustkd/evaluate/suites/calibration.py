@@ -55,13 +55,13 @@ class CalibrationSuite(Suite[CalibrationParams]):
     position = 40
 
     def run(self, ctx: SuiteContext, params: CalibrationParams, work: Path) -> SuiteOutput:
-        holdout_logits, holdout_labels, seen = _holdout_logits(ctx, params)
-        metrics = run_calibration(ctx.logits, ctx.labels, holdout_logits, holdout_labels, params.n_bins, work)
+        held_logits, held_labels, seen = holdout_logits(ctx, params)
+        metrics = run_calibration(ctx.logits, ctx.labels, held_logits, held_labels, params.n_bins, work)
         return SuiteOutput(metrics, {"temperature_fit": f"last {params.holdout} training images",
-                                     "holdout_seen_in_training": seen}, {"temperature_fit": len(holdout_labels)})
+                                     "holdout_seen_in_training": seen}, {"temperature_fit": len(held_labels)})
 
 
-def _holdout_logits(ctx: SuiteContext, params: CalibrationParams) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def holdout_logits(ctx: SuiteContext, params: CalibrationParams) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Logits of the last ``holdout`` training images, and whether the model trained on any of them."""
     train = load_image_dataset(ctx.dataset, "train", ctx.data_dir, allow_embedded=ctx.allow_embedded,
                                announce=lambda _: None)

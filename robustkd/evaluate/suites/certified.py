@@ -41,8 +41,14 @@ AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass(frozen=True)
 class CertifiedParams:
-    """Cohen et al.'s CERTIFY: ``sigma`` in [0, 1] pixel units, ``n0`` selection and ``n`` estimation
-    samples, failure probability ``alpha``; every ``skip``-th test image, at most ``max`` (-1: all)."""
+    """Cohen et al.'s CERTIFY: ``sigma`` in [0, 1] pixel units (match the model's --noise-sd), ``n0``
+    selection and ``n`` estimation samples (the paper: 100,000), failure probability ``alpha``; every
+    ``skip``-th test image, at most ``max`` (-1: all). ``predict_n``: samples for PREDICT (two-sided binomial
+    test; smoothed_acc, predict_abstain_rate; 0 turns it off). The noise of sample k comes from chunk
+    k // ``noise_chunk`` seeded by (seed, image, chunk), so certificates do not depend on ``batch_size``
+    (raise it as far as memory allows). ``fold_batchnorm``: an inference copy with BatchNorm folded into the
+    convolutions (same function to float32 rounding, faster); ``autocast``: none (float32), bf16 or fp16,
+    recorded with the result."""
 
     sigma: float = param(0.25, low=0.0, open_low=True)
     n0: int = param(100, low=1)
@@ -60,7 +66,7 @@ class CertifiedParams:
 
 @register_suite
 class CertifiedSuite(Suite[CertifiedParams]):
-    """Randomized-smoothing certificates (L2) per test image; certified accuracy at each radius of RADII."""
+    """Randomized-smoothing certificates (L2) per test image; certified accuracy at radii 0 to 1.5 (steps of 0.25)."""
 
     name = "certified"
     params = CertifiedParams

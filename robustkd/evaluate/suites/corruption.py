@@ -166,7 +166,7 @@ class CleanImages:
 
 
 @torch.no_grad()
-def _cell_logits(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+def cell_logits(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     all_logits, all_labels = [], []
     for images, labels in batches:
@@ -179,7 +179,7 @@ def _cell_logits(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.T
     return logits, torch.cat(all_labels)
 
 
-def _generated(clean: CleanImages, name: str, severity: int, seed: int, batch_size: int, device: torch.device
+def generated_cell(clean: CleanImages, name: str, severity: int, seed: int, batch_size: int, device: torch.device
                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for start, images, labels in clean.batches(batch_size):
         yield corrupt(images.to(device), name, severity, seed=seed, first_index=start), labels
@@ -215,12 +215,12 @@ def evaluate_cells(model: nn.Module, clean: CleanImages, params, source: CellSou
     model.eval()
     for name, severity in tqdm(todo, desc="corruption cells", unit="cell", disable=not show):
         if source.kind == "generated":
-            batches = _generated(clean, name, severity, params.seed, params.batch_size, device)
+            batches = generated_cell(clean, name, severity, params.seed, params.batch_size, device)
         elif dataset == "imagenet":
             batches = _official_imagenet(source.folder, name, severity, len(clean), params.batch_size)
         else:
             batches = _official_npy(source.folder, name, severity, len(clean), params.batch_size)
-        logits, labels = _cell_logits(model, batches, device)
+        logits, labels = cell_logits(model, batches, device)
         calibration = calibration_metrics(logits, labels, params.n_bins)
         row = [name, severity, len(labels), f"{calibration.accuracy:.6f}", f"{calibration.ece:.6f}",
                f"{calibration.nll:.6f}", source.kind]
