@@ -1,0 +1,55 @@
+"""`robustkd evaluate --skip-finished`, and a finished result that was never recorded (the database write
+failed after the suite finished): a rerun records it instead of refusing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from robustkd.cli import main
+
+
+def _rows(db: Path, suite: str) -> int:
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT COUNT(*) FROM results WHERE suite = ?", (suite,)).fetchone()[0]
+
+
+def _folder(checkpoint: Path, out: Path, suite: str) -> Path:
+    meta = json.loads((checkpoint / "model.json").read_text())
+    return out / f"resnet8-{meta['weights_sha256'][:12]}" / suite
+
+
+def test_skip_finished_keeps_results_and_runs_the_rest(checkpoint: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--suite", "clean"]
+    assert main(args) == 0
+    summary = _folder(checkpoint, tmp_path, "clean") / "summary.json"
+    before = summary.read_bytes(), summary.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args + ["--suite", "relations", "--teacher", str(checkpoint), "--skip-finished"]) == 0
+    out = capsys.readouterr().out
+    assert f"{summary.parent}: finished already" in out and "relations" in out
+    assert (summary.read_bytes(), summary.stat().st_mtime_ns) == before  # not run again
+    assert _rows(tmp_path / "robustkd.db", "clean") == 2 and _rows(tmp_path / "robustkd.db", "relations") > 0
+    # without the flag a recorded result is refused, with the flag's name in the message
+    assert main(args) == 2
+    assert "pass --overwrite to replace it or --skip-finished to keep it" in capsys.readouterr().err
+    assert main(args + ["--skip-finished", "--overwrite"]) == 2
+    assert "--overwrite and --skip-finished contradict" in capsys.readouterr().err
+
+
+def test_an_unrecorded_result_is_recorded_on_rerun(checkpoint: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--suite", "clean"]
+    assert main(args + ["--no-db"]) == 0  # as if the database write had failed after the suite finished
+    db = tmp_path / "robustkd.db"
+    assert not db.exists()
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "finished already" in out and f"{db}: added 2 rows" in out
+    assert _rows(db, "clean") == 2
+    assert main(args) == 2  # recorded now: a plain rerun refuses again
