@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--allow-embedded", action="store_true", help="fall back to the embedded CIFAR-100 subset")
     evaluate.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     evaluate.add_argument("--overwrite", action="store_true", help="replace existing results of the same suite")
+    evaluate.add_argument("--official-dir", type=Path,
+                          help="CIFAR-C .npy folder or ImageNet-C root for the corruption suite (sets source = official)")
+    evaluate.add_argument("--threads", type=int, help="CPU threads (default: OMP_NUM_THREADS, else one per core; "
+                                                      "use 1 per process when several run at once)")
     evaluate.add_argument("--skip-finished", action="store_true",
                           help="keep finished results (recording them in the database if they are not) and run the rest")
     evaluate.add_argument("--db", type=Path, default=None,
@@ -337,11 +341,15 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from robustkd.evaluate.suite_file import load_suite
     from robustkd.results.store import is_recorded
     from robustkd.utils.device import resolve_device
+    from robustkd.utils.threads import set_threads
 
     # "all" runs the suites that need a teacher only when there is one to compare with.
     every = [cls.name for cls in suites_in_order() if Need.TEACHER not in cls.needs or args.teacher]
     names = [name for entry in args.suite for name in (every if entry == "all" else [entry])]
     suites = [load_suite(name) for name in names]
+    if args.official_dir is not None:
+        suites = _with_official_dir(suites, args.official_dir)
+    threads = set_threads(args.threads)
     if args.n_examples is not None and args.n_examples < 1:
         raise RobustKDError(f"--n-examples must be a positive integer, got {args.n_examples}")
     if args.overwrite and args.skip_finished:
@@ -369,7 +377,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                               overwrite=args.overwrite, seed=int(checkpoint.meta.get("seed", 0)),
                               teacher=teacher.model if teacher else None,
                               teacher_info={**teacher.meta, "weights_sha256": teacher.sha256} if teacher else None,
-                              keep_existing=keep_existing)
+                              keep_existing=keep_existing, threads=threads)
         for run in runs:
             if db is not None and (run.written or not is_recorded(db, run.target)):
                 _record(db, run.target)
@@ -380,6 +388,22 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in summary["metrics"].items() if isinstance(v, float))
             print(f"{run.target}: {shown}{' (subset)' if summary['subset'] else ''}")
     return 0
+
+
+def _with_official_dir(suites: list, folder: Path) -> list:
+    """The corruption suites set to read the official files in ``folder`` (recorded in their protocol)."""
+    import dataclasses
+
+    if not any(suite.name == "corruption" for suite in suites):
+        raise RobustKDError("--official-dir applies to the corruption suite; add --suite corruption")
+    if not folder.is_dir():
+        raise RobustKDError(f"--official-dir {folder}: no such folder")
+    return [dataclasses.replace(suite, params=dataclasses.replace(suite.params, official_dir=str(folder.resolve()),
+                                                                  source="official"))
+            if suite.name == "corruption" else suite for suite in suites]
+
+
+FULL_TEST_SET = 10_000  # CIFAR-10/100 test images: the per-severity block size robustbench assumes
 
 
 def _run_corrupt(args: argparse.Namespace) -> int:
@@ -405,6 +429,10 @@ def _run_corrupt(args: argparse.Namespace) -> int:
                                       device=resolve_device(args.device))
     print(f"{args.out}: {len(manifest['files']) - 1} corruptions x 5 severities of {manifest['n_images']} "
           f"{manifest['dataset']} test images (seed {manifest['seed']})")
+    if manifest["n_images"] != FULL_TEST_SET:
+        print(f"note: {manifest['n_images']} images per severity, not {FULL_TEST_SET}: robustbench's CIFAR-C loader "
+              f"reads rows (s-1)*{FULL_TEST_SET}..s*{FULL_TEST_SET}, so these files are for robustkd only "
+              f"(robustkd evaluate --official-dir {args.out} --n-examples {manifest['n_images']} reads them)")
     return 0
 
 

@@ -297,3 +297,23 @@ def test_suites_command_lists_declarations(capsys: pytest.CaptureFixture[str]) -
     assert main(["suites"]) == 0
     listed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines() if line and not line.startswith(" ")]
     assert listed == [cls.name for cls in suites_in_order()]
+
+
+def test_recorded_counts_match_the_rows_behind_them(smoke_results: dict[str, Path]) -> None:
+    """The summary's image counts agree with the work tables it was computed from."""
+    import pandas as pd
+
+    corruption = smoke_results["corruption"]
+    summary = ResultSummary.from_json(corruption / "summary.json")
+    cells = pd.read_csv(corruption / "cells.csv")
+    assert (cells["n"] == summary.counts["per_cell"]).all() and len(cells) == 4
+    assert summary.counts["per_cell"] == summary.n_examples == 16
+    adversarial = smoke_results["adversarial"]
+    summary = ResultSummary.from_json(adversarial / "summary.json")
+    rows = pd.read_csv(adversarial / "examples.csv").groupby("attack").size()
+    for name, count in rows.items():
+        assert count == summary.counts.get(name, summary.n_examples), name
+    certified = smoke_results["certified"]
+    summary = ResultSummary.from_json(certified / "summary.json")
+    certificates = pd.read_csv(certified / "certify.tsv", sep="\t")
+    assert len(certificates) == summary.counts["certified"] == summary.metrics["n_certified"] == 2

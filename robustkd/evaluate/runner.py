@@ -103,7 +103,7 @@ def evaluate_model(
     device: torch.device, n_examples: int | None = None, model_info: dict[str, Any] | None = None,
     allow_embedded: bool = False, overwrite: bool = False, seed: int = 0,
     teacher: nn.Module | None = None, teacher_info: dict[str, Any] | None = None,
-    keep_existing: Callable[[Path], bool] = lambda target: False,
+    keep_existing: Callable[[Path], bool] = lambda target: False, threads: int | None = None,
 ) -> list[SuiteRun]:
     """Run ``suites`` on ``model`` (inputs in [0, 1] -> logits) over the test split of ``dataset``; returns
     one ``SuiteRun`` per suite, in order.
@@ -153,7 +153,7 @@ def evaluate_model(
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), method=model_info.get("method"),
             teacher_sha256=(model_info.get("teacher") or {}).get("sha256"), method_options=model_info.get("method_options"),
             kind=model_info.get("kind"), training=training_record(model_info), cohort=model_info.get("cohort"),
-            counts=output.counts)
+            counts=output.counts, threads=threads or torch.get_num_threads())
         work = _work_folder(target, suite)
         summary.write(work)
         if target.exists():

@@ -47,6 +47,7 @@ class ResultSummary:
     training: dict[str, Any] | None = None
     cohort: dict[str, Any] | None = None
     counts: dict[str, int] = field(default_factory=dict)  # added in robustkd 0.2 (absent in older files)
+    threads: int | None = None  # CPU threads of the evaluating process; added in robustkd 0.2
 
     def __post_init__(self) -> None:
         check_field_types(self, f"summary of the {self.suite} result of {self.name}")

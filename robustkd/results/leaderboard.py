@@ -90,9 +90,6 @@ def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFra
         subsets = set()
         for column in columns:
             values = mine[(mine["suite"] == column.suite) & (mine["metric"] == column.metric)]
-            if column.name == "clean_acc" and values.empty:
-                # Any suite's summary carries clean accuracy on the evaluated images.
-                values = mine[mine["metric"] == "clean_acc"]
             if values.empty:
                 row[column.name], row[f"{column.name}_std"] = None, None
                 continue

@@ -1,13 +1,15 @@
 """Atomic file writes: write a temporary file in the target's folder, fsync it, then rename.
 
-A reader never sees a half-written file: it sees the old content or the new one.
+A reader never sees a half-written file: it sees the old content or the new one. The file gets the
+permissions of any other tool's output (0666 less the user's umask), not ``mkstemp``'s private 0600, so
+others on a shared machine can read results the umask lets them read.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,9 +24,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_private_name(target)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -34,6 +34,19 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _create_private_name(target: Path) -> Path:
+    """Create an empty, new ``.<name>.<random>.tmp`` beside ``target`` (O_EXCL: never an existing file),
+    with mode 0666 filtered by the umask, as ``open(..., "w")`` would create it."""
+    while True:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+        os.close(fd)
+        return tmp
 
 
 def _fsync_dir(folder: Path) -> None:
