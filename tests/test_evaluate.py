@@ -40,7 +40,7 @@ def test_clean_and_calibration_results(checkpoint: Path, tmp_path: Path, capsys:
     ('suite = "clean"\nbatch = 10\n', "unknown key(s) batch; the clean suite takes: batch_size"),
     ("batch_size = 10\n", "must name its suite"),
     ('suite = "clean"\nbatch_size = "ten"\n', "batch_size = 'ten'; expected an integer"),
-    ('suite = "fairness"\n', "unknown suite 'fairness'; expected one of: clean, corruption, adversarial, calibration, certified, relations"),
+    ('suite = "fairness"\n', "unknown suite 'fairness'; expected one of: clean, corruption, adversarial, calibration, shift_calibration, certified, relations"),
 ])
 def test_suite_files_are_validated(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "suite.toml"
@@ -52,7 +52,7 @@ def test_suite_files_are_validated(tmp_path: Path, content: str, message: str) -
 
 def test_unknown_suite_name() -> None:
     with pytest.raises(RobustKDError, match="unknown suite 'robust'; expected one of: clean, corruption, adversarial, "
-                                            "calibration, certified, relations, all"):
+                                            "calibration, shift_calibration, certified, relations, all"):
         load_suite("robust")
 
 

@@ -133,3 +133,12 @@ def test_leaderboard_clean_acc_comes_only_from_the_clean_suite(checkpoint: Path,
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", "clean", "--out", str(tmp_path)]) == 0
     table = build_leaderboard(read_results(tmp_path / "robustkd.db"))
     assert table["clean_acc"].iloc[0] == pytest.approx(_summary(tmp_path, "clean")["metrics"]["top1"])
+
+
+def test_n_examples_covering_the_test_set_is_not_a_subset(checkpoint: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", "clean", "--n-examples", "5000",
+                 "--out", str(tmp_path)]) == 0
+    assert "covers the whole synthetic test set (200 images)" in capsys.readouterr().out
+    summary = _summary(tmp_path, "clean")  # no -first5000 folder
+    assert summary["subset"] is False and summary["n_examples"] == 200

@@ -24,6 +24,8 @@ import torch
 from torch import nn
 
 from robustkd.data import dataset_info, make_loader
+from robustkd.data.imagenet import imagenet_folder
+from robustkd.data.sources import load_image_dataset
 from robustkd.errors import RobustKDError
 from robustkd.evaluate.context import SuiteContext
 from robustkd.evaluate.finite import NonFiniteOutputError
@@ -114,6 +116,7 @@ def evaluate_model(
     info = dataset_info(dataset)
     model_info = model_info or {}
     check_suites(suites, has_teacher=teacher is not None)
+    n_examples = _prefix_or_whole(dataset, data_dir, n_examples, allow_embedded)
     subset = n_examples is not None
     targets = [result_folder(out_root, name, suite.name, n_examples) for suite in suites]
     kept = {target for target in targets if target.exists() and not overwrite and keep_existing(target)}
@@ -160,6 +163,21 @@ def evaluate_model(
             shutil.rmtree(target)
         work.rename(target)
     return [SuiteRun(suite.name, target, target not in kept) for suite, target in zip(suites, targets)]
+
+
+def _prefix_or_whole(dataset: str, data_dir: Path, n_examples: int | None, allow_embedded: bool) -> int | None:
+    """``n_examples``, or None when it covers the whole test set (then the result is not a subset)."""
+    if n_examples is None:
+        return None
+    if dataset == "imagenet":
+        total = len(imagenet_folder(data_dir, "test").samples)
+    else:
+        total = len(load_image_dataset(dataset, "test", data_dir, allow_embedded=allow_embedded, announce=lambda _: None))
+    if n_examples >= total:
+        print(f"evaluate: --n-examples {n_examples} covers the whole {dataset} test set ({total} images); "
+              "recorded as the full test set")
+        return None
+    return n_examples
 
 
 def _work_folder(target: Path, suite: SuiteFile) -> Path:
