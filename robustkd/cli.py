@@ -13,6 +13,14 @@ from robustkd import __version__
 from robustkd.errors import RobustKDError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 3
+
+
+def os_error_message(exc: OSError) -> str:
+    """``<path>: <reason>`` of an OSError (both paths of a failed rename or copy)."""
+    paths = [str(name) for name in (exc.filename, exc.filename2) if name is not None]
+    reason = exc.strerror or str(exc)
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
 
 
 def _int_list(text: str) -> list[int]:
@@ -74,8 +82,18 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
                            metavar="VALUE" if kind is float else "NAME")
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse with the project's error format: one line ``robustkd: error: <command>: ...``, exit 2
+    (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        command = self.prog.removeprefix("robustkd").strip()
+        sys.stderr.write(f"robustkd: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
+        sys.exit(EXIT_USER_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robustkd", description="Distil small image classifiers and measure their robustness.")
+    parser = OneLineErrors(prog="robustkd", description="Distil small image classifiers and measure their robustness.")
     parser.add_argument("--version", action="version", version=f"robustkd {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -554,6 +572,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RobustKDError as exc:
         print(f"robustkd: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as exc:  # an unreadable input or unwritable output: the path and the reason, no traceback
+        print(f"robustkd: error: {os_error_message(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception:  # a bug: the traceback is for the report, and the last line says so
+        import traceback
+
+        traceback.print_exc()
+        print(f"robustkd: internal error in '{args.command}' (a bug, not a bad input): please report it with the "
+              "traceback above", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
     except KeyboardInterrupt:
         hint = ("run the same command again to resume" if args.command in ("evaluate", "corrupt")
                 else "resume with --resume --run-dir <run>")
