@@ -357,7 +357,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from robustkd.evaluate.runner import evaluate_model
     from robustkd.evaluate.suite import Need, suites_in_order
     from robustkd.evaluate.suite_file import load_suite
-    from robustkd.results.store import is_recorded
+    from robustkd.results.store import check_database, is_recorded
     from robustkd.utils.device import resolve_device
     from robustkd.utils.threads import set_threads
 
@@ -373,6 +373,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if args.overwrite and args.skip_finished:
         raise RobustKDError("--overwrite and --skip-finished contradict each other; pass one")
     db = None if args.no_db else (args.db or args.out / "robustkd.db")
+    if db is not None:
+        check_database(db)
 
     def keep_existing(target: Path) -> bool:
         # A finished result is kept with --skip-finished, and also when it was never recorded (the database

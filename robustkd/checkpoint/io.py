@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,10 +98,51 @@ def read_sidecar(path: Path) -> tuple[dict[str, Any], Path]:
         meta = json.loads(sidecar_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RobustKDError(f"checkpoint: {sidecar_path} is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise RobustKDError(f"checkpoint: {sidecar_path} must hold a JSON object (a {CHECKPOINT_FORMAT} sidecar)")
     missing = [field for field in REQUIRED_FIELDS if field not in meta]
     if missing or meta.get("format") != CHECKPOINT_FORMAT:
         raise RobustKDError(f"checkpoint: {sidecar_path} is not a {CHECKPOINT_FORMAT} sidecar (missing: {', '.join(missing) or 'format'})")
+    problem = _sidecar_problem(meta)
+    if problem:
+        raise RobustKDError(f"checkpoint: {sidecar_path}: {problem}")
     return meta, sidecar_path
+
+
+MAX_CLASSES = 100_000
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numbers(value: Any, count: int) -> bool:
+    return (isinstance(value, list) and len(value) == count
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+
+
+def _sidecar_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with the sidecar's fields (types, ranges, a weights file outside its folder), if anything."""
+    if not isinstance(meta["architecture"], str) or not meta["architecture"]:
+        return f"architecture = {meta['architecture']!r}; expected a model name"
+    if not _is_int(meta["num_classes"]) or not 1 <= meta["num_classes"] <= MAX_CLASSES:
+        return f"num_classes = {meta['num_classes']!r}; expected an integer in 1..{MAX_CLASSES}"
+    name = meta["weights_file"]
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", "..") or "\\" in name:
+        return f"weights_file = {name!r}; expected a plain file name in the sidecar's folder"
+    sha = meta["weights_sha256"]
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        return f"weights_sha256 = {sha!r}; expected 64 lowercase hex digits"
+    norm = meta["normalization"]
+    if not isinstance(norm, dict) or not _numbers(norm.get("mean"), 3) or not _numbers(norm.get("std"), 3) \
+            or min(norm["std"]) <= 0:
+        return f"normalization = {norm!r}; expected {{\"mean\": [3 numbers], \"std\": [3 positive numbers]}}"
+    for key in ("seed", "epoch"):
+        if key in meta and meta[key] is not None and (not _is_int(meta[key]) or meta[key] < 0):
+            return f"{key} = {meta[key]!r}; expected a non-negative integer"
+    if "dataset" in meta and not isinstance(meta["dataset"], str):
+        return f"dataset = {meta['dataset']!r}; expected a dataset name"
+    return None
 
 
 def load_checkpoint(

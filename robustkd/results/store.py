@@ -69,15 +69,42 @@ class RecordOutcome:
     replaced: int
 
 
+def check_database(db: Path) -> None:
+    """Refuse, before any work is done, a ``db`` that cannot become robustkd's results database: a folder,
+    a path under a file, or an existing file that is not one (opened read-only; nothing is created)."""
+    if db.exists() and not db.is_file():
+        raise RobustKDError(f"results: --db {db} is a folder; expected a SQLite file")
+    if not db.exists():
+        parent = next((folder for folder in [db.parent, *db.parent.parents] if folder.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise RobustKDError(f"results: --db {db}: {parent} is a file, not a folder")
+        return
+    try:
+        connection = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        try:
+            connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        raise RobustKDError(f"results: {db} is not a robustkd results database ({exc})") from None
+
+
 def connect(db: Path) -> sqlite3.Connection:
+    """A connection to the results database ``db`` (created with its schema if absent); a file that is not
+    a SQLite database, or a database without robustkd's tables, is a RobustKDError naming it."""
+    if db.exists() and not db.is_file():
+        raise RobustKDError(f"results: --db {db} is a folder; expected a SQLite file")
     db.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(db, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
-    connection.executescript(SCHEMA)
-    connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.executescript(SCHEMA)
+        connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         _migrate(connection, db)
+    except sqlite3.DatabaseError as exc:
+        connection.close()
+        raise RobustKDError(f"results: {db} is not a robustkd results database ({exc})") from None
     except BaseException:
         connection.close()
         raise
