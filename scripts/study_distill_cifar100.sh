@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The first CE / KD / DIST / CMKD comparison and the CMKD ablations on real CIFAR-100, at a CPU budget.
-# Every run is resumable: start the script again and it continues unfinished runs and skips finished ones.
+# Every run is resumable: start the script again and it continues unfinished runs and skips finished ones
+# (robustkd distill --skip-finished).
 #
 #   scripts/study_distill_cifar100.sh TEACHER_RUN_DIR [--data-dir DIR] [--out DIR]
 #
@@ -34,16 +35,10 @@ runs=(
 )
 for entry in "${runs[@]}"; do
     name="${entry%%|*}"; read -r -a method <<< "${entry#*|}"
-    run="$out/$name"
-    if [ -f "$run/model.json" ] && "$VENV/bin/python" -c "import json,sys; sys.exit(json.load(open('$run/model.json'))['epoch'] != 8)"; then
-        echo "[$name] finished already"; continue
-    fi
     echo "[$name] robustkd distill --teacher $teacher --method ${method[*]} ${budget[*]}"
-    if [ -d "$run/state" ]; then
-        "$VENV/bin/robustkd" distill --run-dir "$run" --resume --data-dir "$data_dir"
-    else
-        "$VENV/bin/robustkd" distill --teacher "$teacher" --method "${method[@]}" "${budget[@]}" --run-dir "$run"
-    fi
+    # --skip-finished: a finished run is skipped, an interrupted one resumed, a missing one started.
+    "$VENV/bin/robustkd" distill --teacher "$teacher" --method "${method[@]}" "${budget[@]}" --run-dir "$out/$name" \
+        --skip-finished
 done
 "$VENV/bin/python" - "$out" <<'PY'
 import json, pathlib, sys

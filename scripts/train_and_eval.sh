@@ -68,45 +68,26 @@ started=$SECONDS
 teacher_run="$runs_dir/$profile/teacher-$teacher"
 common=(--data-dir "$data_dir" --allow-embedded --device "$device")
 
-finished() {  # finished RUN_DIR EPOCHS: the run holds its final checkpoint
-    [ -f "$1/model.json" ] && "$VENV/bin/python" -c "import json,sys; sys.exit(json.load(open('$1/model.json'))['epoch'] < $2)"
-}
-epochs_of() { "$VENV/bin/python" -c "import json; print(json.load(open('$1/config.json'))['epochs'])"; }
-
-# ---- the plan: what is done and what remains ----
+teacher_cmd=(train --model "$teacher" "${teacher_args[@]}" --run-dir "$teacher_run" "${common[@]}")
 cohort_run="$runs_dir/$profile/students"
-members=()
-for seed in "${seed_list[@]}"; do for m in "${methods[@]}"; do members+=("$cohort_run/$student-$m-s$seed"); done; done
-cohort_finished() {  # every member holds its final checkpoint
-    [ -f "$cohort_run/cohort.json" ] || return 1
-    local member
-    for member in "${members[@]}"; do
-        [ -f "$member/config.json" ] && finished "$member" "$(epochs_of "$member")" || return 1
-    done
+cohort_cmd=(distill --teacher "$teacher_run" --student "$student" --method "$(IFS=,; echo "${methods[*]}")"
+            --seeds "$seeds" "${student_args[@]}" --run-dir "$cohort_run" "${common[@]}")
+
+# ---- the plan: what is done and what remains (robustkd decides: --plan says what --skip-finished would do) ----
+status() {  # status CMD...: done or to do; a run folder holding another run stops here with robustkd's error
+    local out
+    out="$("$robustkd" "$@" --plan)" || exit 2
+    case "$out" in *": finished already: "*) echo "done" ;; *) echo "to do" ;; esac
 }
 stages=("teacher $teacher" "students" "evaluate" "leaderboard+report")
 echo "train_and_eval.sh ($profile): ${#stages[@]} stages; runs in $runs_dir/$profile, results in $results_dir"
-status() { if [ "$1" = 1 ]; then echo "done"; else echo "to do"; fi; }
-t_done=0; [ -f "$teacher_run/config.json" ] && finished "$teacher_run" "$(epochs_of "$teacher_run")" && t_done=1
-echo "  [1] teacher $teacher: $(status $t_done)"
-c_done=0; cohort_finished && c_done=1
-echo "  [2] students $student x (${methods[*]}) x seeds $seeds, one cohort: $(status $c_done)"
+t_status="$(status "${teacher_cmd[@]}")"; echo "  [1] teacher $teacher: $t_status"
+c_status="$(status "${cohort_cmd[@]}")"
+echo "  [2] students $student x (${methods[*]}) x seeds $seeds, one cohort: $c_status"
 echo "  [3] evaluation suites (finished results are kept)"; echo "  [4] leaderboard and report"
 
-train_or_resume() {  # train_or_resume RUN_DIR COMMAND ARGS...: resume an interrupted run, skip a finished one
-    local run="$1"; shift
-    if [ -f "$run/config.json" ] && finished "$run" "$(epochs_of "$run")"; then
-        echo "    finished already: $run"
-    elif [ -d "$run/state" ]; then
-        "$robustkd" "$1" --run-dir "$run" --resume "${common[@]}"
-    else
-        rm -rf "$run"  # a run that died before its first checkpoint has nothing to resume
-        "$robustkd" "$@" --run-dir "$run" "${common[@]}"
-    fi
-}
-
 echo "[1/${#stages[@]}] teacher $teacher -> $teacher_run ($(( (SECONDS - started) / 60 )) min elapsed)"
-train_or_resume "$teacher_run" train --model "$teacher" "${teacher_args[@]}"
+"$robustkd" "${teacher_cmd[@]}" --skip-finished
 "$VENV/bin/python" - "$teacher_run/model.json" <<'PY'
 import json, sys
 meta = json.load(open(sys.argv[1]))
@@ -116,47 +97,27 @@ print(f"    teacher {meta['architecture']}: clean top-1 {m['test_top1']:.2f}% on
 PY
 
 echo "[2/${#stages[@]}] students $student (${methods[*]}) x seeds $seeds, one cohort -> $cohort_run ($(( (SECONDS - started) / 60 )) min elapsed)"
-if cohort_finished; then
-    echo "    finished already: $cohort_run"
-elif [ -f "$cohort_run/cohort.json" ]; then
-    "$robustkd" distill --run-dir "$cohort_run" --resume "${common[@]}"
-else
-    "$robustkd" distill --teacher "$teacher_run" --student "$student" --method "$(IFS=,; echo "${methods[*]}")" \
-        --seeds "$seeds" "${student_args[@]}" --run-dir "$cohort_run" "${common[@]}"
-fi
+"$robustkd" "${cohort_cmd[@]}" --skip-finished
 i=3
 
 echo "[$i/${#stages[@]}] evaluation suites -> $results_dir ($(( (SECONDS - started) / 60 )) min elapsed)"
-evaluate() {  # evaluate CHECKPOINT SUITE_NAME SUITE_FILE [args...]: skip a finished result
-    local checkpoint="$1" name="$2" suite="$3"; shift 3
-    if "$VENV/bin/python" - "$checkpoint" "$results_dir" "$name" "$@" <<'PY'
-import json, sys
-from pathlib import Path
-meta = json.load(open(Path(sys.argv[1]) / "model.json"))
-folder = f"{meta['architecture'].replace(':', '_')}-{meta['weights_sha256'][:12]}"
-args = sys.argv[4:]
-n = args[args.index("--n-examples") + 1] if "--n-examples" in args else None
-target = Path(sys.argv[2]) / folder / (sys.argv[3] + (f"-first{n}" if n else ""))
-sys.exit(0 if (target / "summary.json").is_file() else 1)
-PY
-    then
-        echo "    $name for $(basename "$checkpoint"): finished already"
-    else
-        echo "    $name for $(basename "$checkpoint") ($(( (SECONDS - started) / 60 )) min elapsed)"
-        "$robustkd" evaluate --checkpoint "$checkpoint" --suite "$suite" --out "$results_dir" --db "$db" \
-            --data-dir "$data_dir" --allow-embedded --device "$device" "$@"
-    fi
+evaluate() {  # evaluate CHECKPOINT SUITE [args...]: robustkd evaluate --skip-finished keeps a finished result
+    local checkpoint="$1" suite="$2"; shift 2
+    echo "    $(basename "$suite" .toml) for $(basename "$checkpoint") ($(( (SECONDS - started) / 60 )) min elapsed)"
+    "$robustkd" evaluate --checkpoint "$checkpoint" --suite "$suite" --out "$results_dir" --db "$db" \
+        --data-dir "$data_dir" --allow-embedded --device "$device" --skip-finished "$@"
 }
-models=("$teacher_run" "${members[@]}")
+models=("$teacher_run")
+for seed in "${seed_list[@]}"; do for m in "${methods[@]}"; do models+=("$cohort_run/$student-$m-s$seed"); done; done
 for model in "${models[@]}"; do
-    evaluate "$model" clean clean
-    evaluate "$model" calibration calibration
+    evaluate "$model" clean
+    evaluate "$model" calibration
     if [ "$model" != "$teacher_run" ]; then
-        evaluate "$model" relations relations --teacher "$teacher_run"
+        evaluate "$model" relations --teacher "$teacher_run"
     fi
-    evaluate "$model" corruption corruption "${n_corruption[@]}"
-    evaluate "$model" adversarial "$adversarial_suite" "${n_adversarial[@]}"
-    evaluate "$model" certified "$certified_suite" "${n_certified[@]}"
+    evaluate "$model" corruption "${n_corruption[@]}"
+    evaluate "$model" "$adversarial_suite" "${n_adversarial[@]}"
+    evaluate "$model" "$certified_suite" "${n_certified[@]}"
 done
 
 echo "[$((i + 1))/${#stages[@]}] leaderboard and report ($(( (SECONDS - started) / 60 )) min elapsed)"
