@@ -391,21 +391,33 @@ def _cifar_folder(tmp_path: Path, labels: object, data: object = None) -> Path:
     root = tmp_path / "data" / "cifar-100-python"
     root.mkdir(parents=True)
     images = np.zeros((4, 3072), dtype=np.uint8) if data is None else data
-    for split in ("train", "test"):
+    for split in ("train", "test"):  # CIFAR's own layout: bytes keys (Python 2 pickles)
         with open(root / split, "wb") as handle:
-            pickle.dump({"data": images, "fine_labels": labels}, handle)
-    (root / "meta").write_bytes(pickle.dumps({"fine_label_names": [str(i) for i in range(100)]}))
+            pickle.dump({b"data": images, b"fine_labels": labels}, handle)
+    (root / "meta").write_bytes(pickle.dumps({b"fine_label_names": [str(i).encode() for i in range(100)]}))
     return tmp_path / "data"
 
 
 DATA_CASES: list[tuple[str, Callable[[Path], Path], str]] = [
-    ("labels_text", lambda t: _cifar_folder(t, ["a", "b", "c", "d"]), "labels"),
-    ("labels_nested", lambda t: _cifar_folder(t, [[1], [2], [3], [4]]), "labels"),
-    ("labels_out_of_range", lambda t: _cifar_folder(t, [0, 1, 2, 100]), "labels"),
-    ("labels_count", lambda t: _cifar_folder(t, [0, 1]), "labels"),
-    ("data_wrong_width", lambda t: _cifar_folder(t, [0, 1, 2, 3], np.zeros((4, 100), dtype=np.uint8)), "data"),
-    ("data_float", lambda t: _cifar_folder(t, [0, 1, 2, 3], np.zeros((4, 3072), dtype=np.float32)), "data"),
+    ("labels_text", lambda t: _cifar_folder(t, ["a", "b", "c", "d"]), "labels must be integers"),
+    ("labels_nested", lambda t: _cifar_folder(t, [[1], [2], [3], [4]]), "labels must be integers"),
+    ("labels_out_of_range", lambda t: _cifar_folder(t, [0, 1, 2, 100]), "labels outside [0, 100)"),
+    ("labels_count", lambda t: _cifar_folder(t, [0, 1]), "expected 4 labels"),
+    ("data_wrong_width", lambda t: _cifar_folder(t, [0, 1, 2, 3], np.zeros((4, 100), dtype=np.uint8)),
+     "'data' must be a uint8 array of shape (N, 3072)"),
+    ("data_float", lambda t: _cifar_folder(t, [0, 1, 2, 3], np.zeros((4, 3072), dtype=np.float32)),
+     "'data' must be a uint8 array"),
+    ("too_few_per_class", lambda t: _cifar_folder(t, [0, 1, 2, 3]), "the files are incomplete or not CIFAR"),
+    ("asks_for_a_tebibyte", lambda t: _huge_pickle(t), "1024.0 GiB"),
 ]
+
+
+def _huge_pickle(tmp_path: Path) -> Path:
+    """A 48-byte pickle whose only instruction is numpy.ndarray((2**30, 2**10), uint8): 1 TiB if allocated."""
+    root = _cifar_folder(tmp_path, [0, 1, 2, 3])
+    (root / "cifar-100-python" / "train").write_bytes(
+        b"\x80\x02cnumpy\nndarray\nq\x00J\x00\x00\x00@J\x00\x04\x00\x00\x86q\x01X\x02\x00\x00\x00u1q\x02\x86q\x03Rq\x04.")
+    return root
 
 
 @pytest.mark.parametrize("make, fragment", [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from robustkd.data.dataset import ImageDataset
-from robustkd.data.safe_pickle import UnsafePickleError, load_restricted_pickle
+from robustkd.data.safe_pickle import OversizedArrayError, UnsafePickleError, load_restricted_pickle
 from robustkd.errors import RobustKDError
 
 
@@ -59,7 +59,7 @@ def _read_pickle(path: Path) -> dict:
         raise DataNotFoundError(f"data: missing file {path}")
     try:
         content = load_restricted_pickle(path)
-    except UnsafePickleError as exc:
+    except (UnsafePickleError, OversizedArrayError) as exc:
         raise RobustKDError(f"data: {path} is not a CIFAR pickle ({exc})") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
         raise RobustKDError(f"data: {path} is corrupt or truncated ({type(exc).__name__}); re-extract the archive") from None
@@ -88,6 +88,9 @@ def _read_split(spec: CifarSpec, folder: Path, split: str) -> tuple[np.ndarray, 
             raise RobustKDError(f"data: {path}: 'data' must be a uint8 array of shape (N, 3072), got {shape}")
         if file_labels is None or len(file_labels) != data.shape[0]:
             raise RobustKDError(f"data: {path}: expected {data.shape[0]} labels under {spec.label_key.decode()!r}")
+        if not isinstance(file_labels, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                          for v in file_labels):
+            raise RobustKDError(f"data: {path}: labels must be integers (a list under {spec.label_key.decode()!r})")
         images.append(data)
         labels.append(np.asarray(file_labels, dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)

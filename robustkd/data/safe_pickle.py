@@ -15,12 +15,46 @@ from typing import Any
 
 import numpy as np
 
+MAX_ARRAY_BYTES = 1 << 32  # 4 GiB: CIFAR's largest array is 150 MB; a pickle may not ask for more
+
+
+class OversizedArrayError(pickle.UnpicklingError):
+    """The pickle asks for an array larger than ``MAX_ARRAY_BYTES`` (before anything is allocated)."""
+
+
+def _checked_shape(shape: Any, dtype: Any) -> None:
+    dims = (shape,) if isinstance(shape, int) else tuple(shape)
+    if not all(isinstance(d, int) and d >= 0 for d in dims):
+        raise OversizedArrayError(f"refusing an array of shape {shape!r}")
+    size = np.dtype(dtype).itemsize
+    for d in dims:
+        size *= d
+    if size > MAX_ARRAY_BYTES:
+        raise OversizedArrayError(f"refusing an array of shape {dims} ({size / 2**30:.1f} GiB > "
+                                  f"{MAX_ARRAY_BYTES / 2**30:.0f} GiB)")
+
+
+def _ndarray(shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> np.ndarray:
+    _checked_shape(shape, dtype)
+    return np.ndarray(shape, dtype, *args, **kwargs)
+
+
+_RECONSTRUCT = np.ndarray.__reduce__(np.zeros(0))[0]
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's array reconstruction (an empty array that ``__setstate__`` then fills from the pickle's own
+    bytes, whose length numpy checks against the shape), with the shape checked first."""
+    _checked_shape(shape, np.uint8)
+    return _RECONSTRUCT(np.ndarray if subtype is _ndarray else subtype, shape, dtype)
+
+
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _ndarray,
     ("numpy", "dtype"): np.dtype,
 }
 for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED_GLOBALS[(_module, "_reconstruct")] = np.ndarray.__reduce__(np.zeros(0))[0]
+    _ALLOWED_GLOBALS[(_module, "_reconstruct")] = _reconstruct
 _ALLOWED_GLOBALS[("_codecs", "encode")] = __import__("codecs").encode
 
 
