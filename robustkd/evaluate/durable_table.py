@@ -16,6 +16,7 @@ import pandas as pd
 
 from robustkd.errors import RobustKDError
 from robustkd.utils.atomic import write_text_atomic
+from robustkd.utils.fault_injection import boundary
 
 
 class DurableTable:
@@ -50,7 +51,9 @@ class DurableTable:
         if any(len(row) != len(self.columns) for row in rows):
             raise ValueError(f"{self.path}: a row does not have {len(self.columns)} values")  # pragma: no cover
         text = "".join(self.sep.join(str(value) for value in row) + "\n" for row in rows)
+        boundary(f"append {self.path.name}")
         with open(self.path, "a") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        boundary(f"appended {self.path.name}")

@@ -35,6 +35,7 @@ from robustkd.evaluate.suite import Need, Suite, SuiteOutput, suite_class
 from robustkd.evaluate.suite_file import SuiteFile
 from robustkd.evaluate.suite_params import validate_params
 from robustkd.evaluate.summary import ResultSummary
+from robustkd.utils.fault_injection import boundary
 
 
 def metric_unit(suite: str, key: str) -> str:
@@ -161,7 +162,9 @@ def evaluate_model(
         summary.write(work)
         if target.exists():
             shutil.rmtree(target)
+        boundary(f"rename result {target.name}")
         work.rename(target)
+        boundary(f"renamed result {target.name}")
     return [SuiteRun(suite.name, target, target not in kept) for suite, target in zip(suites, targets)]
 
 

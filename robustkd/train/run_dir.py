@@ -24,6 +24,7 @@ from robustkd.checkpoint import save_checkpoint, sha256_file
 from robustkd.errors import RobustKDError
 from robustkd.models import Normalized
 from robustkd.utils.atomic import write_json_atomic, write_text_atomic
+from robustkd.utils.fault_injection import boundary
 
 KEEP_STATES = 2
 
@@ -99,7 +100,9 @@ class RunDirectory:
         (tmp / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
         if final.exists():
             shutil.rmtree(final)
+        boundary(f"rename state {final.name}")
         tmp.rename(final)
+        boundary(f"renamed state {final.name}")
         for folder in sorted(self.state_root.glob("epoch_*"))[:-KEEP_STATES]:
             shutil.rmtree(folder, ignore_errors=True)
 

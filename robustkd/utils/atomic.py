@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from robustkd.utils.fault_injection import boundary
+
 
 @contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
@@ -29,8 +31,10 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        boundary(f"replace {target.name}")
         os.replace(tmp, target)
         _fsync_dir(target.parent)
+        boundary(f"replaced {target.name}")
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -1,0 +1,169 @@
+"""Kill anywhere, lose nothing: SIGKILL a command at its save boundaries (the ROBUSTKD_KILL_AT hook of
+robustkd/utils/fault_injection.py) and at random times, run the same command again, and compare with an
+uninterrupted run: bit-identical final weights for training and distillation (--deterministic), identical
+result tables for the resumable suites.
+
+The default run kills at a few boundaries of each kind; ``--run-all`` (the slow tests) kills at every
+boundary and at random times, and prints ``k/N identical``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+TRAIN = ["train", "--model", "resnet8", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "25", "--lr", "0.05",
+         "--milestones", "1", "--train-limit", "100", "--test-limit", "50", "--deterministic", "--skip-finished"]
+DISTILL = ["distill", "--student", "resnet8", "--method", "kd,cmkd", "--seeds", "0", "--dataset", "synthetic",
+           "--epochs", "2", "--batch-size", "25", "--lr", "0.05", "--milestones", "1", "--train-limit", "100",
+           "--test-limit", "50", "--deterministic", "--skip-finished"]
+CORRUPTION = 'suite = "corruption"\nbatch_size = 10\ncorruptions = ["fog", "contrast"]\nseverities = [1, 2]\n'
+ADVERSARIAL = ('suite = "adversarial"\nbatch_size = 5\nattacks = ["fgsm", "pgd_linf"]\npgd_steps = 2\n'
+               'eps_curve_255 = []\nmasking_examples = 0\n')
+CERTIFIED = 'suite = "certified"\nn0 = 10\nn = 50\nbatch_size = 25\nmax = 3\npredict_n = 0\nnoise_chunk = 10\n'
+
+
+def _run(args: list[str], cwd: Path, kill_at: int | None = None, log: Path | None = None,
+         timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ROBUSTKD_PROGRESS": "0"}
+    if kill_at is not None:
+        env["ROBUSTKD_KILL_AT"] = str(kill_at)
+    if log is not None:
+        env["ROBUSTKD_KILL_LOG"] = str(log)
+    return subprocess.run([sys.executable, "-m", "robustkd.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _boundaries(args: list[str], cwd: Path) -> list[str]:
+    log = cwd / "boundaries.log"
+    done = _run(args, cwd, kill_at=0, log=log)
+    assert done.returncode == 0, done.stderr
+    return [line.split(" ", 1)[1] for line in log.read_text().splitlines()]
+
+
+def _weights(run: Path) -> dict[str, str]:
+    """sha256 of every final model's weights under ``run`` (a run folder or a cohort folder)."""
+    return {str(p.parent.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run.rglob("model.safetensors")) if "state" not in p.parts}
+
+
+def _tables(out: Path) -> dict[str, object]:
+    """The finished results under ``out``: metrics and the per-item tables (minus timings)."""
+    found = {}
+    for summary in sorted(out.glob("*/*/summary.json")):
+        folder = summary.parent
+        found[folder.name] = json.loads(summary.read_text())["metrics"]
+        for name, sep in (("cells.csv", ","), ("examples.csv", ","), ("certify.tsv", "\t")):
+            if (folder / name).is_file():
+                table = pd.read_csv(folder / name, sep=sep).drop(columns=["seconds"], errors="ignore")
+                found[f"{folder.name}/{name}"] = table.sort_values(list(table.columns[:2])).to_csv(index=False)
+    return found
+
+
+def _kill_and_resume(args: list[str], cwd: Path, kill_at: int) -> subprocess.CompletedProcess:
+    killed = _run(args, cwd, kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr[-2000:])
+    return _run(args, cwd)
+
+
+def _check(name: str, args: list[str], tmp_path: Path, outcome, points: list[int] | None) -> None:
+    """Kill ``args`` at each boundary in ``points`` (None: every boundary), resume, compare ``outcome``."""
+    reference_dir = tmp_path / "reference"
+    reference_dir.mkdir()
+    boundaries = _boundaries(args, reference_dir)
+    expected = outcome(reference_dir)
+    chosen = range(1, len(boundaries) + 1) if points is None else [p for p in points if p <= len(boundaries)]
+    identical, failures = 0, []
+    for point in chosen:
+        work = tmp_path / f"kill{point}"
+        work.mkdir()
+        resumed = _kill_and_resume(args, work, point)
+        if resumed.returncode == 0 and outcome(work) == expected:
+            identical += 1
+        else:
+            failures.append(f"{point} ({boundaries[point - 1]}): rc {resumed.returncode} {resumed.stderr[-300:]}")
+    print(f"{name}: {identical}/{len(chosen)} identical after a SIGKILL at a save boundary")
+    assert not failures, failures
+
+
+def _evaluate_args(checkpoint: Path, suite: Path) -> list[str]:
+    return ["evaluate", "--checkpoint", str(checkpoint), "--suite", str(suite), "--n-examples", "20", "--out", "out"]
+
+
+def _suite(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "suite.toml"
+    path.write_text(text)
+    return path
+
+
+# A few boundaries of each kind by default (the first epoch's weights, sidecar and state, the final
+# model); all of them with --run-all.
+TRAIN_POINTS = [8, 19]
+
+
+def test_train_killed_at_save_boundaries_resumes_to_identical_weights(tmp_path: Path) -> None:
+    _check("train", TRAIN + ["--run-dir", "run"], tmp_path, lambda cwd: _weights(cwd / "run"), TRAIN_POINTS)
+
+
+def test_corruption_suite_killed_at_save_boundaries_gives_identical_tables(checkpoint: Path, tmp_path: Path) -> None:
+    args = _evaluate_args(checkpoint, _suite(tmp_path, CORRUPTION))
+    _check("corruption", args, tmp_path, lambda cwd: _tables(cwd / "out"), [5, 10])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["train", "distill", "corruption", "adversarial", "certified"])
+def test_every_save_boundary(checkpoint: Path, tmp_path: Path, name: str) -> None:
+    if name == "train":
+        _check(name, TRAIN + ["--run-dir", "run"], tmp_path, lambda cwd: _weights(cwd / "run"), None)
+    elif name == "distill":
+        _check(name, DISTILL + ["--teacher", str(checkpoint), "--run-dir", "run"], tmp_path,
+               lambda cwd: _weights(cwd / "run"), None)
+    else:
+        text = {"corruption": CORRUPTION, "adversarial": ADVERSARIAL, "certified": CERTIFIED}[name]
+        _check(name, _evaluate_args(checkpoint, _suite(tmp_path, text)), tmp_path, lambda cwd: _tables(cwd / "out"),
+               None)
+
+
+@pytest.mark.slow
+def test_train_killed_at_random_times(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    started = time.perf_counter()
+    assert _run(TRAIN + ["--run-dir", "run"], reference).returncode == 0
+    duration = time.perf_counter() - started
+    expected, rng, identical, trials = _weights(reference / "run"), random.Random(0), 0, 5
+    for trial in range(trials):
+        work = tmp_path / f"t{trial}"
+        work.mkdir()
+        process = subprocess.Popen([sys.executable, "-m", "robustkd.cli", *TRAIN, "--run-dir", "run"], cwd=work,
+                                   env={**os.environ, "ROBUSTKD_PROGRESS": "0"}, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.0) * duration)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        identical += _run(TRAIN + ["--run-dir", "run"], work).returncode == 0 and _weights(work / "run") == expected
+    print(f"train at random times: {identical}/{trials} identical")
+    assert identical == trials
+
+
+def test_a_torn_work_table_line_is_cut_on_reopening(tmp_path: Path) -> None:
+    from robustkd.evaluate.durable_table import DurableTable
+
+    table = DurableTable(tmp_path / "cells.csv", ["corruption", "severity"])
+    table.append([["fog", 1]])
+    with open(tmp_path / "cells.csv", "a") as handle:
+        handle.write("fog,")  # a write cut short by a kill
+    reopened = DurableTable(tmp_path / "cells.csv", ["corruption", "severity"])
+    assert reopened.keys("corruption", "severity") == {("fog", 1)}
+    reopened.append([["fog", 2]])
+    assert (tmp_path / "cells.csv").read_text() == "corruption,severity\nfog,1\nfog,2\n"
