@@ -53,3 +53,17 @@ def test_an_unrecorded_result_is_recorded_on_rerun(checkpoint: Path, tmp_path: P
     assert "finished already" in out and f"{db}: added 2 rows" in out
     assert _rows(db, "clean") == 2
     assert main(args) == 2  # recorded now: a plain rerun refuses again
+
+
+def test_skip_finished_refuses_a_result_of_other_parameters(checkpoint: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The same result folder name, but another suite file: keeping it would report the old parameters."""
+    suite = tmp_path / "calibration.toml"
+    suite.write_text('suite = "calibration"\nholdout = 50\n')
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), "--suite"]
+    assert main(args + [str(suite)]) == 0
+    capsys.readouterr()
+    assert main(args + ["calibration", "--skip-finished"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a result of another calibration suite file or parameters" in err and "--overwrite" in err
+    assert main(args + [str(suite), "--skip-finished"]) == 0  # the same file: kept

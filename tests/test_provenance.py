@@ -130,6 +130,8 @@ def test_leaderboard_clean_acc_comes_only_from_the_clean_suite(checkpoint: Path,
                  "--out", str(tmp_path)]) == 0
     table = build_leaderboard(read_results(tmp_path / "robustkd.db"))
     assert table["clean_acc"].isna().all()  # the adversarial suite's 10-image clean accuracy is not shown as it
+    # the eps and steps actually used qualify the adversarial columns
+    assert table["protocols"].iloc[0] == "adversarial:linf_eps_255=8 adversarial:pgd_steps=20"
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", "clean", "--out", str(tmp_path)]) == 0
     table = build_leaderboard(read_results(tmp_path / "robustkd.db"))
     assert table["clean_acc"].iloc[0] == pytest.approx(_summary(tmp_path, "clean")["metrics"]["top1"])

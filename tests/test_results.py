@@ -25,13 +25,15 @@ from robustkd.results.leaderboard import (
 )
 from robustkd.results.report import render_report
 
-STABLE_METRIC_COLUMNS = ["clean_acc", "corruption_acc", "mce", "pgd_acc", "autoattack_acc", "worst_case_linf_acc",
+STABLE_METRIC_COLUMNS = ["clean_acc", "corruption_acc", "mce", "pgd_acc", "pgd_acc_eps0.5", "pgd_acc_eps1",
+                         "pgd_acc_eps2", "autoattack_acc", "worst_case_linf_acc",
                          "ece", "nll", "brier", "certified_acc_r0.25", "relation_pearson", "relation_spearman",
                          "relation_kendall", "class_correlation_distance"]
 
 
 def fake_result(root: Path, checkpoint: str, suite: str, metrics: dict, *, method: str = "kd", seed: int = 0,
-                subset: int | None = None, teacher: str = "t" * 64, suite_sha: str = "s" * 64) -> Path:
+                subset: int | None = None, teacher: str = "t" * 64, suite_sha: str = "s" * 64,
+                options: dict | None = None) -> Path:
     folder = root / f"{checkpoint[:6]}-{suite}-{suite_sha[:4]}-{subset or 'full'}"
     folder.mkdir(parents=True)
     summary = {"name": f"resnet8-{checkpoint[:12]}", "architecture": "resnet8", "dataset": "cifar100",
@@ -40,7 +42,7 @@ def fake_result(root: Path, checkpoint: str, suite: str, metrics: dict, *, metho
                "n_examples": subset or 10000, "subset": subset is not None, "seed": seed, "device": "cpu",
                "package_versions": {"torch": "x"}, "checkpoint_sha256": checkpoint, "suite_file": "x.toml",
                "suite_sha256": suite_sha, "created": "2026-11-27T00:00:00+00:00", "method": method,
-               "teacher_sha256": teacher, "method_options": {"kd_temperature": 4.0}, "kind": "distill",
+               "teacher_sha256": teacher, "method_options": options or {"kd_temperature": 4.0}, "kind": "distill",
                "training": {"recipe": "quick"}}
     (folder / "summary.json").write_text(json.dumps(summary))
     if suite == "corruption":
@@ -265,3 +267,16 @@ def test_grid_export_without_corruption_results_is_refused_before_writing(
     err = capsys.readouterr().err
     assert err == "robustkd: error: leaderboard export --grid-out: the database holds no corruption results\n"
     assert not (tmp_path / "b.csv").exists() and not (tmp_path / "grid.csv").exists()
+
+
+def test_ablation_members_are_separate_rows_labelled_by_their_options(tmp_path: Path) -> None:
+    """Members of one cohort that differ in a method option (cmkd_spearman) are different models."""
+    db = tmp_path / "r.db"
+    for seed in (0, 1):
+        for tag, options in (("d", {"cmkd_spearman": 1.0}), ("h", {"cmkd_spearman": 0.5})):
+            checkpoint = f"{tag}{seed}" * 32
+            store.record_result(db, fake_result(tmp_path, checkpoint, "clean", {"top1": 40.0 + seed}, method="cmkd",
+                                                seed=seed, options=options))
+    table = build_leaderboard(store.read_results(db)).set_index("model")
+    assert sorted(table.index) == ["resnet8/cmkd", "resnet8/cmkd[cmkd_spearman=0.5]"]
+    assert (table["n_seeds"] == 2).all()

@@ -125,6 +125,9 @@ def evaluate_model(
         if target.exists() and not overwrite and target not in kept:
             raise RobustKDError(f"evaluate: {target} already holds a result; pass --overwrite to replace it "
                                 "or --skip-finished to keep it")
+    for suite, target in zip(suites, targets):
+        if target in kept:
+            _check_same_suite(target, suite)
     todo = [(suite, target) for suite, target in zip(suites, targets) if target not in kept]
     if not todo:
         return [SuiteRun(suite.name, target, False) for suite, target in zip(suites, targets)]
@@ -166,6 +169,15 @@ def evaluate_model(
         work.rename(target)
         boundary(f"renamed result {target.name}")
     return [SuiteRun(suite.name, target, target not in kept) for suite, target in zip(suites, targets)]
+
+
+def _check_same_suite(target: Path, suite: SuiteFile) -> None:
+    """A kept result must come from the same suite file and parameters as the ones asked for now."""
+    recorded = ResultSummary.from_json(target / "summary.json")
+    asked = json.loads(json.dumps(asdict(suite.params)))
+    if recorded.suite_sha256 != suite.sha256 or {k: recorded.protocol.get(k) for k in asked} != asked:
+        raise RobustKDError(f"evaluate: {target} holds a result of another {suite.name} suite file or parameters "
+                            f"({recorded.suite_file}); pass --overwrite to replace it")
 
 
 def _prefix_or_whole(dataset: str, data_dir: Path, n_examples: int | None, allow_embedded: bool) -> int | None:

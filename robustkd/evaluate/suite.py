@@ -113,6 +113,7 @@ class Suite(ABC, Generic[P]):
     extends: ClassVar[frozenset[str]] = frozenset()
     needs: ClassVar[frozenset[Need]] = frozenset()
     position: ClassVar[int] = 100  # order of the suite's leaderboard columns and report sections
+    qualifiers: ClassVar[tuple[str, ...]] = ()  # protocol keys that qualify its columns (shown by the leaderboard)
 
     @abstractmethod
     def run(self, ctx: SuiteContext, params: P, work: Path) -> SuiteOutput:
@@ -146,6 +147,8 @@ def register_suite(cls: type[Suite]) -> type[Suite]:
     fields = {f.name for f in dataclasses.fields(cls.params)}
     if not cls.extends <= fields:
         raise TypeError(f"suite {cls.name}: extends names unknown parameters {sorted(cls.extends - fields)}")
+    if not set(cls.qualifiers) <= fields:
+        raise TypeError(f"suite {cls.name}: qualifiers name unknown parameters {sorted(set(cls.qualifiers) - fields)}")
     keys = [m.key for m in cls.metrics]
     if len(set(keys)) != len(keys):
         raise TypeError(f"suite {cls.name}: a metric is declared twice")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from robustkd.errors import RobustKDError
-from robustkd.evaluate.suite import suites_in_order
+from robustkd.evaluate.suite import suite_class, suites_in_order
 
 # Checkpoints are seeds of one model only when all of these are equal; ``training`` is the recorded training
 # configuration without the seed (recipe, epochs, batch size, lr schedule, data subset, noise, ...).
@@ -49,7 +49,7 @@ def leaderboard_columns(radius: float = 0.25) -> list[Column]:
 
 
 IDENTITY_COLUMNS = ["model", "architecture", "method", "teacher", "dataset", "n_seeds", "seeds", "subsets",
-                    "checkpoints"]
+                    "protocols", "checkpoints"]
 
 
 def _best_rows(results: pd.DataFrame) -> pd.DataFrame:
@@ -61,10 +61,27 @@ def _best_rows(results: pd.DataFrame) -> pd.DataFrame:
 
 def _method_label(identity: dict) -> str:
     """``trained`` for a model trained from labels (``robustkd train``: teachers, baselines), else the
-    distillation method."""
+    distillation method with the options that differ from its defaults (``cmkd[cmkd_spearman=0.5]``), so
+    the members of an ablation are told apart."""
+    from robustkd.results.paired import method_label  # paired builds on this module
+
     if identity["kind"] == "train":
         return "trained"
-    return identity["method"] or "-"
+    if not identity["method"]:
+        return "-"
+    return method_label(identity["method"], identity["method_options"])
+
+
+def _qualifiers(suite: str, protocols: pd.Series) -> set[str]:
+    """``suite:key=value`` for each protocol key the suite declares as qualifying its columns (the
+    AutoAttack/PGD eps actually used, the smoothing sigma and n, ...): a group that mixes values shows both."""
+    keys = suite_class(suite).qualifiers
+    found = set()
+    for text in protocols.dropna():
+        protocol = json.loads(text)
+        found |= {f"{suite}:{key}={protocol[key]:g}" if isinstance(protocol.get(key), float)
+                  else f"{suite}:{key}={protocol.get(key)}" for key in keys if key in protocol}
+    return found
 
 
 def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFrame:
@@ -87,7 +104,7 @@ def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFra
                "teacher": (identity["teacher_sha256"] or "")[:12], "dataset": identity["dataset"],
                "n_seeds": len(checkpoints), "seeds": " ".join(map(str, seeds)),
                "checkpoints": " ".join(sorted(c[:12] for c in checkpoints))}
-        subsets = set()
+        subsets, protocols = set(), set()
         for column in columns:
             values = mine[(mine["suite"] == column.suite) & (mine["metric"] == column.metric)]
             if values.empty:
@@ -97,7 +114,9 @@ def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFra
             row[column.name] = float(per_seed.mean())
             row[f"{column.name}_std"] = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None
             subsets |= {f"{column.suite}:{s}" for s in values["subset"] if s}
+            protocols |= _qualifiers(column.suite, values["protocol"])
         row["subsets"] = " ".join(sorted(subsets))
+        row["protocols"] = " ".join(sorted(protocols))
         rows.append(row)
     order = IDENTITY_COLUMNS + [name for column in columns for name in (column.name, f"{column.name}_std")]
     return pd.DataFrame(rows)[order]

@@ -109,7 +109,8 @@ def method_label(method: str, options_json: str | None) -> str:
     defaults = _default_options(method)
     if not isinstance(options, dict) or defaults is None:
         return method
-    differing = {k: v for k, v in options.items() if k not in defaults or not _same(v, defaults[k])}
+    # Keys the method does not read (another method's options) say nothing about this model.
+    differing = {k: v for k, v in options.items() if k in defaults and not _same(v, defaults[k])}
     if not differing:
         return method
     return f"{method}[{','.join(f'{k}={_format_value(v)}' for k, v in sorted(differing.items()))}]"

@@ -78,6 +78,9 @@ class AdversarialSuite(Suite[AdversarialParams]):
     metrics = (
         Metric("clean_acc", "percent", True),
         Metric("robust_acc_pgd_linf", "percent", True, column="pgd_acc"),
+        # PGD-Linf at the small budgets where undefended students still differ (on the eps curve)
+        *(Metric(f"robust_acc_pgd_linf_eps{eps}", "percent", True, column=f"pgd_acc_eps{eps}")
+          for eps in ("0.5", "1", "2")),
         Metric("robust_acc_autoattack_standard", "percent", True, column="autoattack_acc"),
         Metric("robust_acc_{attack}", "percent", True),
         Metric("worst_case_linf", "percent", True, column="worst_case_linf_acc"),
@@ -93,6 +96,7 @@ class AdversarialSuite(Suite[AdversarialParams]):
     extends = frozenset({"attacks", "eps_curve_255", "autoattack_versions", "masking_examples"})
     needs = frozenset({Need.IN_MEMORY_TEST})
     position = 30
+    qualifiers = ("linf_eps_255", "pgd_steps")
 
     def check(self, params: AdversarialParams) -> None:
         registry = load_attacks()

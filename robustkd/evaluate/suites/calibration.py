@@ -53,6 +53,7 @@ class CalibrationSuite(Suite[CalibrationParams]):
              Plot("reliability_temperature_scaled.png", "reliability diagram after temperature scaling"))
     needs = frozenset({Need.TRAIN_SPLIT})
     position = 40
+    qualifiers = ("n_bins",)
 
     def run(self, ctx: SuiteContext, params: CalibrationParams, work: Path) -> SuiteOutput:
         held_logits, held_labels, seen = holdout_logits(ctx, params)

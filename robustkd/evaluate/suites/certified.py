@@ -81,6 +81,7 @@ class CertifiedSuite(Suite[CertifiedParams]):
     extends = frozenset({"max", "batch_size"})
     needs = frozenset({Need.IN_MEMORY_TEST})
     position = 50
+    qualifiers = ("sigma", "n", "alpha")
 
     def run(self, ctx: SuiteContext, params: CertifiedParams, work: Path) -> SuiteOutput:
         rows, protocol = certify_dataset(ctx.model, ctx.in_memory_test(self.name), params, work, ctx.device)

@@ -79,6 +79,7 @@ class CorruptionSuite(Suite[CorruptionParams]):
     resumable = True
     extends = frozenset({"corruptions", "severities", "batch_size"})
     position = 20
+    qualifiers = ("source",)
 
     def check(self, params: CorruptionParams) -> None:
         _require_official_dir(params)
