@@ -41,6 +41,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                        help="fall back to the embedded CIFAR-100 subset when the data is missing and cannot be downloaded")
     group.add_argument("--run-dir", type=Path, help="run directory (default: runs/<model>-<dataset>-<recipe>-s<seed>-<time>)")
     group.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last epoch")
+    group.add_argument("--threads", type=int, help="CPU threads (default: OMP_NUM_THREADS, else one per core; "
+                                                   "use 1 per process when several run at once); not part of the config")
     group.add_argument("--skip-finished", action="store_true",
                        help="with --run-dir: exit 0 if it holds this run finished, resume it if interrupted, start it "
                             "if absent; a run there with another config is refused (for scripts run again and again)")
@@ -227,8 +229,10 @@ def _print_plan(command: str, run_dir: Path, resume: bool) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     from robustkd.train.command import TrainRunConfig, config_for_resume, skip_finished_plan, train_command
     from robustkd.train.config import read_config_file, resolve_config
+    from robustkd.utils.threads import set_threads
 
     _check_skip_finished(args)
+    set_threads(args.threads)
     cli = {**config_values(args), "init_from": args.init_from}
     resume = args.resume
     if resume:
@@ -255,8 +259,10 @@ def _run_distill(args: argparse.Namespace) -> int:
     from robustkd.distill.command import DistillConfig, canonical_method, distill_command
     from robustkd.train.command import config_for_resume, skip_finished_plan
     from robustkd.train.config import read_config_file, resolve_config
+    from robustkd.utils.threads import set_threads
 
     _check_skip_finished(args)
+    set_threads(args.threads)
     cli = config_values(args)
     cli["teacher"], cli["method"], cli["fuse_teacher"] = args.teacher, args.method, args.fuse_teacher
     given_options = {k.removeprefix("opt_"): v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}

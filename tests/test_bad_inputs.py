@@ -323,6 +323,7 @@ TRAIN_CASES: list[tuple[str, list[str], str]] = [
     ("amp_unknown", ["--amp", "fp8"], "fp8"),
     ("config_missing", ["--config", "/nonexistent/cfg.toml"], "cfg.toml"),
     ("train_limit_zero", ["--train-limit", "0"], "train_limit"),
+    ("threads_zero", ["--threads", "0"], "--threads 0: expected a positive integer"),
 ]
 
 
@@ -364,6 +365,7 @@ DISTILL_CASES: list[tuple[str, list[str], str]] = [
     ("student_unknown", ["--method", "kd", "--student", "resnet9000"], "resnet9000"),
     ("temperature_negative", ["--method", "kd", "--kd-temperature", "-4"], "kd_temperature"),
     ("duplicate_member", ["--method", "kd,kd", "--seeds", "0"], "kd"),
+    ("threads_negative", ["--method", "kd", "--threads", "-1"], "--threads -1: expected a positive integer"),
 ]
 
 
