@@ -144,3 +144,23 @@ def test_n_examples_covering_the_test_set_is_not_a_subset(checkpoint: Path, tmp_
     assert "covers the whole synthetic test set (200 images)" in capsys.readouterr().out
     summary = _summary(tmp_path, "clean")  # no -first5000 folder
     assert summary["subset"] is False and summary["n_examples"] == 200
+
+
+def test_a_busy_machine_gets_a_note_not_a_changed_default(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from robustkd.utils import threads
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (7.6, 5.0, 4.0))
+    try:
+        torch.set_num_threads(2)
+        assert threads.set_threads(None) == 2  # the default does not depend on the load
+        assert "consider --threads 1" in capsys.readouterr().out
+        monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.2, 0.1, 0.1))
+        assert threads.set_threads(None) == 2 and capsys.readouterr().out == ""
+        assert threads.set_threads(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
