@@ -106,9 +106,9 @@ def _suite(tmp_path: Path, text: str) -> Path:
     return path
 
 
-# A few boundaries of each kind by default (the first epoch's weights, sidecar and state, the final
+# A few boundaries of each kind by default (before the config is in place, the first epoch's weights, the final
 # model); all of them with --run-all.
-TRAIN_POINTS = [8, 19]
+TRAIN_POINTS = [1, 8, 19]
 
 
 def test_train_killed_at_save_boundaries_resumes_to_identical_weights(tmp_path: Path) -> None:

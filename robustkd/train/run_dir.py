@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from robustkd.checkpoint import save_checkpoint, sha256_file
 from robustkd.errors import RobustKDError
 from robustkd.models import Normalized
-from robustkd.utils.atomic import write_json_atomic, write_text_atomic
+from robustkd.utils.atomic import is_leftover_temporary, write_json_atomic, write_text_atomic
 from robustkd.utils.fault_injection import boundary
 
 KEEP_STATES = 2
@@ -45,10 +45,14 @@ class RunDirectory:
             return run
         if run.path.exists() and not run.path.is_dir():
             raise RobustKDError(f"--run-dir {path} is a file; expected a folder for the run")
-        if run.path.is_dir() and any(run.path.iterdir()):
-            if [entry.name for entry in run.path.iterdir()] != [run.config_path.name]:
+        if run.path.is_dir():
+            # A run killed before its first epoch left at most its config and a write's temporary file.
+            leftovers = [entry for entry in run.path.iterdir() if is_leftover_temporary(entry)]
+            if [entry.name for entry in run.path.iterdir() if entry not in leftovers] not in ([], [run.config_path.name]):
                 raise RobustKDError(f"run directory {path} already holds a run; pass --resume to continue it or choose another --run-dir")
-            run.config_path.unlink()  # a run killed before its first epoch: nothing to keep
+            for entry in leftovers:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            run.config_path.unlink(missing_ok=True)
         run.path.mkdir(parents=True, exist_ok=True)
         return run
 

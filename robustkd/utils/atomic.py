@@ -40,6 +40,11 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+def is_leftover_temporary(path: Path) -> bool:
+    """A temporary file (or folder) of a write that a kill interrupted: ``.<name>.<random>.tmp``."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
 def _create_private_name(target: Path) -> Path:
     """Create an empty, new ``.<name>.<random>.tmp`` beside ``target`` (O_EXCL: never an existing file),
     with mode 0666 filtered by the umask, as ``open(..., "w")`` would create it."""
