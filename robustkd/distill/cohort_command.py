@@ -36,7 +36,7 @@ from robustkd.train.distributed import close_placement, init_placement
 from robustkd.train.run_dir import RunDirectory
 from robustkd.train.skip_finished import check_same_run, run_state
 from robustkd.train.student_run import StudentRun
-from robustkd.utils.atomic import write_json_atomic
+from robustkd.utils.atomic import is_leftover_temporary, write_json_atomic
 from robustkd.utils.seeding import enable_determinism, seed_everything
 
 COHORT_FILE = "cohort.json"
@@ -85,13 +85,14 @@ def _check_shared(members: list[PlannedMember]) -> None:
 
 
 def _holds_no_finished_epoch(cohort_dir: Path) -> bool:
-    """True if ``cohort_dir`` holds only robustkd cohort files and no member finished an epoch."""
+    """True if ``cohort_dir`` holds only robustkd cohort files (and temporaries of writes a kill cut short)
+    and no member finished an epoch."""
     for entry in cohort_dir.iterdir():
-        if entry.name == COHORT_FILE:
+        if entry.name == COHORT_FILE or is_leftover_temporary(entry):
             continue
         if not entry.is_dir() or RunDirectory(entry).latest_state() is not None:
             return False
-        if any(item.name != "config.json" for item in entry.iterdir()):
+        if any(item.name != "config.json" and not is_leftover_temporary(item) for item in entry.iterdir()):
             return False
     return True
 
