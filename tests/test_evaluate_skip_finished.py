@@ -67,3 +67,18 @@ def test_skip_finished_refuses_a_result_of_other_parameters(checkpoint: Path, tm
     err = capsys.readouterr().err
     assert "holds a result of another calibration suite file or parameters" in err and "--overwrite" in err
     assert main(args + [str(suite), "--skip-finished"]) == 0  # the same file: kept
+
+
+def test_a_kept_result_whose_protocol_annotates_its_parameters_is_still_the_same_suite(
+        checkpoint: Path, tmp_path: Path) -> None:
+    """The corruption suite records source = "generated" for source = "auto": still the same parameters."""
+    suite = tmp_path / "corruption.toml"
+    suite.write_text('suite = "corruption"\nbatch_size = 50\ncorruptions = ["fog"]\nseverities = [1]\n')
+    args = ["evaluate", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out"), "--suite", str(suite),
+            "--n-examples", "50"]
+    assert main(args + ["--no-db"]) == 0
+    (summary,) = (tmp_path / "out").glob("*/corruption-first50/summary.json")
+    recorded = json.loads(summary.read_text())
+    assert recorded["protocol"]["source"] == "generated" and recorded["suite_params"]["source"] == "auto"
+    assert main(args) == 0  # unrecorded: kept and recorded, not refused
+    assert _rows(tmp_path / "out" / "robustkd.db", "corruption") > 0

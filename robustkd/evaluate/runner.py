@@ -160,7 +160,8 @@ def evaluate_model(
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), method=model_info.get("method"),
             teacher_sha256=(model_info.get("teacher") or {}).get("sha256"), method_options=model_info.get("method_options"),
             kind=model_info.get("kind"), training=training_record(model_info), cohort=model_info.get("cohort"),
-            counts=output.counts, threads=threads or torch.get_num_threads())
+            counts=output.counts, threads=threads or torch.get_num_threads(),
+            suite_params=json.loads(json.dumps(asdict(suite.params))))
         work = _work_folder(target, suite)
         summary.write(work)
         if target.exists():
@@ -175,7 +176,7 @@ def _check_same_suite(target: Path, suite: SuiteFile) -> None:
     """A kept result must come from the same suite file and parameters as the ones asked for now."""
     recorded = ResultSummary.from_json(target / "summary.json")
     asked = json.loads(json.dumps(asdict(suite.params)))
-    if recorded.suite_sha256 != suite.sha256 or {k: recorded.protocol.get(k) for k in asked} != asked:
+    if recorded.suite_sha256 != suite.sha256 or recorded.suite_params not in (None, asked):
         raise RobustKDError(f"evaluate: {target} holds a result of another {suite.name} suite file or parameters "
                             f"({recorded.suite_file}); pass --overwrite to replace it")
 

@@ -48,6 +48,8 @@ class ResultSummary:
     cohort: dict[str, Any] | None = None
     counts: dict[str, int] = field(default_factory=dict)  # added in robustkd 0.2 (absent in older files)
     threads: int | None = None  # CPU threads of the evaluating process; added in robustkd 0.2
+    suite_params: dict[str, Any] | None = None  # the suite's parameters as run (the protocol may annotate
+    # some keys with what the suite recorded, e.g. the corruption source actually used); added in robustkd 0.2
 
     def __post_init__(self) -> None:
         check_field_types(self, f"summary of the {self.suite} result of {self.name}")
