@@ -155,12 +155,16 @@ def test_a_busy_machine_gets_a_note_not_a_changed_default(monkeypatch: pytest.Mo
     before = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (7.6, 5.0, 4.0))
+    monkeypatch.setattr(threads, "interactive", lambda: True)
     try:
         torch.set_num_threads(2)
         assert threads.set_threads(None) == 2  # the default does not depend on the load
-        assert "consider --threads 1" in capsys.readouterr().out
+        assert "consider --threads 1" in capsys.readouterr().err
         monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.2, 0.1, 0.1))
-        assert threads.set_threads(None) == 2 and capsys.readouterr().out == ""
+        assert threads.set_threads(None) == 2 and capsys.readouterr().err == ""
+        monkeypatch.setattr(threads.os, "getloadavg", lambda: (7.6, 5.0, 4.0))
+        monkeypatch.setattr(threads, "interactive", lambda: False)
+        assert threads.set_threads(None) == 2 and capsys.readouterr().err == ""  # scripts: no note
         assert threads.set_threads(1) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

@@ -6,13 +6,14 @@ load of the machine it ran on). Several processes with that many threads each sl
 their OpenMP threads wait for each other. Measured on this project's 2-core machine (2026-11-28, the
 adversarial suite `study/adversarial` on 50 CIFAR-100 images, resnet20, a niced training job running
 alongside): two evaluations at once took 215.5 s with 2 threads each and 52.2 s with 1 thread each
-(4.1x), with identical results. So when the machine is already busy, robustkd says so and suggests
-``--threads 1``; the count in use is recorded with every result.
+(4.1x), with identical results. So when the machine is already busy, robustkd says so (at a terminal) and
+suggests ``--threads 1``; the count in use is recorded with every result.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
@@ -27,11 +28,16 @@ def set_threads(threads: int | None) -> int:
         torch.set_num_threads(threads)
     elif os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) >= 1:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    elif torch.get_num_threads() > 1 and busy_cores() >= torch.get_num_threads():
+    elif interactive() and torch.get_num_threads() > 1 and busy_cores() >= torch.get_num_threads():
         print(f"robustkd: note: the machine is busy (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores); "
               f"{torch.get_num_threads()} threads per process compete with the others: consider --threads 1 "
-              "(docs/benchmarks.md)")
+              "(docs/benchmarks.md)", file=sys.stderr)
     return torch.get_num_threads()
+
+
+def interactive() -> bool:
+    """A person at a terminal (the note is for them; scripts' and tests' output stays as it is)."""
+    return sys.stderr.isatty()
 
 
 def busy_cores() -> int:
