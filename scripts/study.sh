@@ -5,19 +5,22 @@
 # certified robustness. Protocol, commands and results: docs/study.md.
 #
 #   scripts/study.sh [--data-dir DIR] [--device DEV] [--runs-dir DIR] [--results-dir DIR] [--teacher DIR]
-#                    [--seeds 0,1,2] [--stage STAGE | --only STAGE] [--threads N] [--smoke]
+#                    [--seeds 0,1,2] [--stage STAGE | --only STAGE] [--cohort COHORT] [--threads N] [--smoke]
 #
 # Stages, in order: teacher (the committed checkpoints/cifar100-resnet20, verified), main (the cohort),
 # ablation, noise (teacher fine-tuned with --noise-sd 0.25, then its cohort), evaluate, report.
 # --stage S runs every stage up to S (--stage main: just the teacher check and the main cohort); --only S
-# runs S alone. evaluate evaluates the cohorts that are finished and says which are not yet.
+# runs S alone. evaluate evaluates the cohorts that are finished and says which are not yet; --cohort C
+# (main, ablation or noise) limits it to that cohort (main includes the teacher), so that separate processes
+# can evaluate separate cohorts at once (one GPU, benchmarks/run_gpu_study.sh).
 # Resumable after any interruption: run the same command again. Every train/distill/evaluate call takes
 # --skip-finished (finished runs and results are skipped, interrupted ones resumed); a run folder holding a
 # run with other settings is refused, never overwritten.
 # --smoke checks the plumbing (about 15 minutes on a loaded 2-core machine): synthetic data, a tiny resnet20
 # teacher trained here (unless --teacher), 1 epoch on 200 images, seeds 0,1, evaluation on small prefixes with
 # reduced corruption and adversarial suites (written into the results folder) and quick/certified (n = 2,000).
-# --threads N sets OMP_NUM_THREADS / MKL_NUM_THREADS for every command.
+# --threads N sets OMP_NUM_THREADS / MKL_NUM_THREADS for every command. ROBUSTKD_PYTHON=PY runs robustkd as
+# `PY -m robustkd.cli` (robustkd importable by PY) instead of from the project's virtual environment.
 #
 # Cost on this machine (2 CPU cores; estimate, derivation in docs/study.md): main cohort ~2.1 h, ablation
 # cohort ~3.0 h, noise teacher ~8 min, noise cohort ~2.1 h, evaluation ~2.8 h (certified 1.9 h of it),
@@ -36,6 +39,7 @@ teacher=""
 seeds=""
 stage=report
 only=""
+cohort=""
 threads=""
 smoke=0
 while [ $# -gt 0 ]; do
@@ -48,10 +52,11 @@ while [ $# -gt 0 ]; do
         --seeds) seeds="$2"; shift 2 ;;
         --stage) stage="$2"; shift 2 ;;
         --only) only="$2"; shift 2 ;;
+        --cohort) cohort="$2"; shift 2 ;;
         --threads) threads="$2"; shift 2 ;;
         --smoke) smoke=1; shift ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
-        *) echo "study.sh: unknown argument '$1'; expected --data-dir, --device, --runs-dir, --results-dir, --teacher, --seeds, --stage, --only, --threads or --smoke" >&2; exit 2 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        *) echo "study.sh: unknown argument '$1'; expected --data-dir, --device, --runs-dir, --results-dir, --teacher, --seeds, --stage, --only, --cohort, --threads or --smoke" >&2; exit 2 ;;
     esac
 done
 cd "$REPO_ROOT"
@@ -68,6 +73,10 @@ if [ -n "$only" ]; then
 else
     first=0; last=$(stage_index "$stage" --stage)
 fi
+case "$cohort" in
+    ""|main|ablation|noise) ;;
+    *) echo "study.sh: --cohort '$cohort' is not a cohort; expected one of: main ablation noise" >&2; exit 2 ;;
+esac
 if [ -n "$threads" ]; then
     [[ "$threads" =~ ^[1-9][0-9]*$ ]] || { echo "study.sh: --threads must be a positive integer, got '$threads'" >&2; exit 2; }
     export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
@@ -112,8 +121,12 @@ if [ -z "$teacher" ]; then
     fi
 fi
 
-VENV="$(bash "$REPO_ROOT/scripts/setup_env.sh")"
-robustkd="$VENV/bin/robustkd"
+if [ -n "${ROBUSTKD_PYTHON:-}" ]; then
+    robustkd=("$ROBUSTKD_PYTHON" -m robustkd.cli)
+else
+    VENV="$(bash "$REPO_ROOT/scripts/setup_env.sh")"
+    robustkd=("$VENV/bin/robustkd")
+fi
 common=(--data-dir "$data_dir" --device "$device")
 db="$results_dir/robustkd.db"
 noise_teacher="$runs_dir/teacher-resnet20-noise0.25"
@@ -130,7 +143,7 @@ elapsed() { echo "$(( (SECONDS - started) / 60 )) min elapsed"; }
 plan() {  # plan CMD...: "finished already", "to resume" or "to start" (robustkd decides); a run folder
           # holding a run with other settings stops the study here with robustkd's one-line error
     local out
-    out="$("$robustkd" "$@" --plan)" || exit 2
+    out="$("${robustkd[@]}" "$@" --plan)" || exit 2
     echo "${out#*: }"
 }
 
@@ -155,28 +168,28 @@ runs() { [ "$first" -le "$1" ] && [ "$1" -le "$last" ]; }  # runs INDEX: the sta
 if runs 0; then
     echo "[teacher] $teacher ($(elapsed))"
     if [ -n "${smoke_teacher[*]}" ]; then
-        "$robustkd" "${smoke_teacher[@]}" "${common[@]}" --skip-finished
+        "${robustkd[@]}" "${smoke_teacher[@]}" "${common[@]}" --skip-finished
     elif [ ! -f "$teacher/model.json" ] || [ ! -f "$teacher/model.safetensors" ]; then
         echo "study.sh: the study's teacher $teacher is missing (expected model.json + model.safetensors): it is the committed resnet20 of checkpoints/registry.json (cifar100-resnet20); pass --teacher DIR for another" >&2
         exit 2
     fi
-    "$robustkd" info "$teacher" > /dev/null  # verifies the weights' SHA-256 against the sidecar
+    "${robustkd[@]}" info "$teacher" > /dev/null  # verifies the weights' SHA-256 against the sidecar
     echo "    $teacher: weights verified"
 fi
 if runs 1; then
-    echo "[main] ($(elapsed))"; "$robustkd" "${main_cmd[@]}" --skip-finished
+    echo "[main] ($(elapsed))"; "${robustkd[@]}" "${main_cmd[@]}" --skip-finished
 fi
 if runs 2; then
-    echo "[ablation] ($(elapsed))"; "$robustkd" "${ablation_cmd[@]}" --skip-finished
+    echo "[ablation] ($(elapsed))"; "${robustkd[@]}" "${ablation_cmd[@]}" --skip-finished
 fi
 if runs 3; then
-    echo "[noise] teacher ($(elapsed))"; "$robustkd" "${noise_teacher_cmd[@]}" --skip-finished
-    echo "[noise] students ($(elapsed))"; "$robustkd" "${noise_cmd[@]}" --skip-finished
+    echo "[noise] teacher ($(elapsed))"; "${robustkd[@]}" "${noise_teacher_cmd[@]}" --skip-finished
+    echo "[noise] students ($(elapsed))"; "${robustkd[@]}" "${noise_cmd[@]}" --skip-finished
 fi
 
 evaluate() {  # evaluate ARGS...: robustkd evaluate into the study's results and database
     echo "    robustkd evaluate $* ($(elapsed))"
-    "$robustkd" evaluate "$@" --out "$results_dir" --db "$db" --data-dir "$data_dir" --device "$device" --skip-finished
+    "${robustkd[@]}" evaluate "$@" --out "$results_dir" --db "$db" --data-dir "$data_dir" --device "$device" --skip-finished
 }
 finished() {  # finished CMD...: robustkd says the run of CMD is finished
     local state
@@ -189,11 +202,12 @@ members() {  # members COHORT_DIR: --checkpoint for every member folder of a coh
 }
 if runs 4; then
     echo "[evaluate] -> $results_dir ($(elapsed))"
-    if ! "$robustkd" evaluate --help | grep -q -- --skip-finished; then
+    if ! "${robustkd[@]}" evaluate --help | grep -q -- --skip-finished; then
         echo "study.sh: this robustkd's evaluate has no --skip-finished yet (needed to resume the evaluation); update robustkd" >&2
         exit 2
     fi
-    if [ "$smoke" = 1 ]; then
+    wanted() { [ -z "$cohort" ] || [ "$cohort" = "$1" ]; }  # wanted COHORT: --cohort selects it (or none given)
+    if [ "$smoke" = 1 ] && wanted main; then
         mkdir -p "$smoke_suites"
         printf '%s\n' 'suite = "corruption"' 'corruptions = ["gaussian_noise", "fog", "jpeg_compression"]' \
             'severities = [1, 5]' > "$smoke_suites/.corruption.tmp"
@@ -202,42 +216,43 @@ if runs 4; then
         mv "$smoke_suites/.corruption.tmp" "$smoke_suites/corruption.toml"
         mv "$smoke_suites/.adversarial.tmp" "$smoke_suites/adversarial.toml"
     fi
-    evaluate --checkpoint "$teacher" --suite clean --suite calibration
     main_ready=0; ablation_ready=0; noise_ready=0
-    finished "${main_cmd[@]}" && main_ready=1
-    finished "${ablation_cmd[@]}" && ablation_ready=1
-    finished "${noise_teacher_cmd[@]}" && finished "${noise_cmd[@]}" && noise_ready=1
-    students=()
-    [ "$main_ready" = 1 ] && mapfile -t -O "${#students[@]}" students < <(members "$runs_dir/students")
-    [ "$ablation_ready" = 1 ] && mapfile -t -O "${#students[@]}" students < <(members "$runs_dir/ablation")
-    if [ "${#students[@]}" -gt 0 ]; then
-        evaluate "${students[@]}" --teacher "$teacher" --suite clean --suite calibration --suite relations
+    if wanted main; then
+        evaluate --checkpoint "$teacher" --suite clean --suite calibration
+        if finished "${main_cmd[@]}"; then
+            main_ready=1
+            mapfile -t main_students < <(members "$runs_dir/students")
+            evaluate "${main_students[@]}" --teacher "$teacher" --suite clean --suite calibration --suite relations
+            evaluate "${main_students[@]}" "${adversarial[@]}"
+            evaluate "${main_students[@]}" "${corruption[@]}"
+        fi
     fi
-    if [ "$noise_ready" = 1 ]; then
+    if wanted ablation && finished "${ablation_cmd[@]}"; then
+        ablation_ready=1
+        mapfile -t ablation_students < <(members "$runs_dir/ablation")
+        evaluate "${ablation_students[@]}" --teacher "$teacher" --suite clean --suite calibration --suite relations
+    fi
+    if wanted noise && finished "${noise_teacher_cmd[@]}" && finished "${noise_cmd[@]}"; then
+        noise_ready=1
         mapfile -t noise_students < <(members "$runs_dir/noise-students")
         evaluate --checkpoint "$noise_teacher" --suite clean --suite calibration
         evaluate "${noise_students[@]}" --teacher "$noise_teacher" --suite clean --suite calibration --suite relations
-    fi
-    if [ "$main_ready" = 1 ]; then
-        mapfile -t main_students < <(members "$runs_dir/students")
-        evaluate "${main_students[@]}" "${corruption[@]}"
-        evaluate "${main_students[@]}" "${adversarial[@]}"
-    fi
-    if [ "$noise_ready" = 1 ]; then
         evaluate --checkpoint "$noise_teacher" "${noise_students[@]}" "${certified[@]}"
     fi
     for name in main ablation noise; do
         ready="${name}_ready"
-        [ "${!ready}" = 1 ] || echo "    $name: not finished yet; its evaluation runs when it is (run the study again)"
+        if wanted "$name" && [ "${!ready}" = 0 ]; then
+            echo "    $name: not finished yet; its evaluation runs when it is (run the study again)"
+        fi
     done
 fi
 if runs 5; then
     echo "[report] -> $results_dir ($(elapsed))"
-    "$robustkd" leaderboard --db "$db"
-    "$robustkd" leaderboard export --db "$db" --format csv --out "$results_dir/leaderboard.csv" \
+    "${robustkd[@]}" leaderboard --db "$db"
+    "${robustkd[@]}" leaderboard export --db "$db" --format csv --out "$results_dir/leaderboard.csv" \
         --grid-out "$results_dir/corruption_grid.csv"
-    "$robustkd" leaderboard export --db "$db" --format md --out "$results_dir/leaderboard.md"
-    "$robustkd" compare --db "$db" --format md --out "$results_dir/compare.md"  # paired by seed, 95 % t-intervals
-    "$robustkd" report --db "$db" --out "$results_dir/report.html"
+    "${robustkd[@]}" leaderboard export --db "$db" --format md --out "$results_dir/leaderboard.md"
+    "${robustkd[@]}" compare --db "$db" --format md --out "$results_dir/compare.md"  # paired by seed, 95 % t-intervals
+    "${robustkd[@]}" report --db "$db" --out "$results_dir/report.html"
 fi
 echo "study.sh: done in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"

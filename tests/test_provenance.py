@@ -110,13 +110,20 @@ def test_threads_are_set_and_recorded(checkpoint: Path, tmp_path: Path, capsys: 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_written_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    from robustkd.checkpoint.io import save_checkpoint
+    from robustkd.models.zoo import build_model
+
     old = os.umask(umask)
     try:
         write_text_atomic(tmp_path / "result.json", "{}")
+        # safetensors replaces the temporary file with one of its own (created 0600): the mode still follows
+        save_checkpoint(tmp_path / "model", build_model("resnet8", 10, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+                        {"architecture": "resnet8", "num_classes": 10, "dataset": "synthetic"})
     finally:
         os.umask(old)
-    assert (tmp_path / "result.json").stat().st_mode & 0o777 == mode
-    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary file left
+    for name in ("result.json", "model.json", "model.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.safetensors", "result.json"]
 
 
 def test_leaderboard_clean_acc_comes_only_from_the_clean_suite(checkpoint: Path, tmp_path: Path) -> None:

@@ -21,7 +21,9 @@ def _run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("args,expected", [
     (["--bogus"], "study.sh: unknown argument '--bogus'; expected --data-dir, --device, --runs-dir, --results-dir, "
-                  "--teacher, --seeds, --stage, --only, --threads or --smoke"),
+                  "--teacher, --seeds, --stage, --only, --cohort, --threads or --smoke"),
+    (["--only", "evaluate", "--cohort", "students"], "study.sh: --cohort 'students' is not a cohort; expected one "
+                                                     "of: main ablation noise"),
     (["--stage", "students"], "study.sh: --stage 'students' is not a stage; expected one of: teacher main ablation "
                               "noise evaluate report"),
     (["--only", "main", "--stage", "noise"], "study.sh: --stage and --only: give one"),

@@ -27,8 +27,11 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_private_name(target)
+    mode = tmp.stat().st_mode & 0o777
     try:
         yield tmp
+        if tmp.stat().st_mode & 0o777 != mode:  # a writer that made its own file (safetensors: 0600)
+            os.chmod(tmp, mode)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         boundary(f"replace {target.name}")
