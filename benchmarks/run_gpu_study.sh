@@ -66,16 +66,26 @@ say "run_gpu_study.sh $(date -u +%Y-%m-%dT%H:%M:%SZ): device $device, deadline $
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /' | tee -a "$summary"
 "$py" -c "import sys, torch, numpy; print('python', sys.version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())" 2>&1 | tee -a "$summary"
 
+# xz may be missing on a bare image: Python's lzma then does the same.
+extract() {  # extract ARCHIVE.tar.xz FOLDER
+    if command -v xz > /dev/null; then tar -xJf "$1" -C "$2"
+    else "$py" -c "import sys, tarfile; tarfile.open(sys.argv[1], 'r:xz').extractall(sys.argv[2], filter='data')" "$1" "$2"; fi
+}
+compress() {  # compress < TAR > TAR.XZ
+    if command -v xz > /dev/null; then xz -T0 -3
+    else "$py" -c "import lzma, shutil, sys; shutil.copyfileobj(sys.stdin.buffer, lzma.LZMAFile(sys.stdout.buffer, 'w', preset=3))"; fi
+}
+
 # ---- the data: the carried archive, checked ----
 archive_sha=50693b3be1619f7ca619900161cf06e5a58fb71db3b41f2f897b1ea9b4fd7ac1
 file_shas="0e73182d18ef30465ea1fe47be6be3029837a27f819eabb5a96b3b420a40783b  data/cifar-100-python/train
 2332f5f24a34c3f5df362b657af572f62b3a48b528b713a532630bbf6835ee90  data/cifar-100-python/test
 f964f0d8b22fa2299991ef47d58da3f461a0d0fdca4704b256e6fb107547ba15  data/cifar-100-python/meta"
-if [ "$smoke" = 0 ] && ! echo "$file_shas" | sha256sum --quiet -c - 2>/dev/null; then
+if [ "$smoke" = 0 ] && ! echo "$file_shas" | sha256sum --quiet -c - > /dev/null 2>&1; then
     archive="$(mktemp "${TMPDIR:-/tmp}/cifar-100.XXXXXX")"
     cat .xfer/p1/part0 .xfer/p2/part1 .xfer/p3/part2 > "$archive" \
         && echo "$archive_sha  $archive" | sha256sum --quiet -c - \
-        && mkdir -p data && tar -xJf "$archive" -C data \
+        && mkdir -p data && extract "$archive" data \
         && echo "$file_shas" | sha256sum --quiet -c - \
         || { say "data: the carried CIFAR-100 parts are missing or do not match SHA-256 $archive_sha"; exit 2; }
     rm -f "$archive"
@@ -98,10 +108,12 @@ fi
 study --only teacher > "$logs/teacher.log" 2>&1 || { say "teacher: failed"; tail -n 5 "$logs/teacher.log" | tee -a "$summary"; }
 say "teacher: ready ($((SECONDS - started)) s elapsed)"
 pids=()
+set -m   # each job in its own process group: the deadline stops a job with everything it started
 for pair in main:main ablation:ablation noise:noise; do
     job "${pair%%:*}" "${pair#*:}" &
     pids+=($!)
 done
+set +m
 stop_at=$((started + deadline - 40))
 while [ "$SECONDS" -lt "$stop_at" ]; do
     running=0
@@ -109,9 +121,10 @@ while [ "$SECONDS" -lt "$stop_at" ]; do
     [ "$running" = 1 ] || break
     sleep 2
 done
-if [ "$running" = 1 ]; then   # the deadline: stop every study.sh and robustkd process (each resumes)
-    pkill -TERM -f "scripts/study.sh"; pkill -TERM -f "robustkd.cli"; sleep 3
-    pkill -KILL -f "scripts/study.sh"; pkill -KILL -f "robustkd.cli"
+if [ "$running" = 1 ]; then   # the deadline: stop every job's process group (each resumes)
+    for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2> /dev/null; done
+    sleep 3
+    for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2> /dev/null; done
 fi
 wait "${pids[@]}" 2> /dev/null
 for name in main ablation noise; do
@@ -137,6 +150,6 @@ for config in sorted(Path(sys.argv[1]).rglob("config.json")):
     for folder in states[:len(states) - keep]:
         print(folder)
 PY
-tar --exclude-from="$logs/left-behind.txt" -cf - "$runs_dir" "$results_dir" 2> "$logs/tar.log" | xz -T0 -3 \
+tar --exclude-from="$logs/left-behind.txt" -cf - "$runs_dir" "$results_dir" 2> "$logs/tar.log" | compress \
     | split -b 15M -d -a 2 - "$out/study.tar.xz."
 say "packed: $(du -cb "$out"/study.tar.xz.* | tail -1 | cut -f1) bytes in $(ls "$out"/study.tar.xz.* | wc -l) parts ($((SECONDS - started)) s elapsed)"
