@@ -145,11 +145,12 @@ def _board(tmp_path: Path) -> pd.DataFrame:
 def test_leaderboard_groups_seeds_and_prefers_full_results(tmp_path: Path) -> None:
     table = build_leaderboard(_board(tmp_path))
     assert list(table.columns[:len(IDENTITY_COLUMNS)]) == IDENTITY_COLUMNS
-    assert [c for c in table.columns[len(IDENTITY_COLUMNS):] if not c.endswith("_std")] == STABLE_METRIC_COLUMNS
+    assert [c for c in table.columns[len(IDENTITY_COLUMNS):] if not c.endswith(("_std", "_n"))] == STABLE_METRIC_COLUMNS
     kd = table[table["method"] == "kd"].iloc[0]
     assert kd["n_seeds"] == 2 and kd["seeds"] == "0 1"
     assert kd["clean_acc"] == pytest.approx(41.0) and kd["clean_acc_std"] == pytest.approx(2 ** 0.5)
     assert kd["ece"] == pytest.approx(0.12) and kd["subsets"] == ""
+    assert kd["clean_acc_n"] == 2 and kd["corruption_acc_n"] == 0
     dist = table[table["method"] == "dist"].iloc[0]
     assert dist["clean_acc"] == 45.0 and pd.isna(dist["clean_acc_std"])  # the full result wins over first100
     assert dist["subsets"] == "corruption:first500" and dist["corruption_acc"] == 30.0
@@ -161,6 +162,20 @@ def test_leaderboard_groups_seeds_and_prefers_full_results(tmp_path: Path) -> No
         filter_and_sort(table, sort="speed")
     grid = corruption_grid(store.read_results(tmp_path / "r.db"))
     assert len(grid) == 75 and set(grid["accuracy"]) == {50.0} and set(grid["subset"]) == {"first500"}
+
+
+def test_a_metric_evaluated_on_fewer_seeds_shows_its_own_count(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    for seed, top1 in enumerate([40.0, 42.0, 44.0]):
+        store.record_result(db, fake_result(tmp_path, f"kd{seed}".ljust(64, "0"), "clean", {"top1": top1}, seed=seed))
+    store.record_result(db, fake_result(tmp_path, "kd0".ljust(64, "0"), "calibration",
+                                        {"ece": 0.1, "nll": 2.0, "brier": 0.7}, seed=0))
+    table = build_leaderboard(store.read_results(db))
+    row = table.iloc[0]
+    assert row["n_seeds"] == 3 and row["clean_acc_n"] == 3 and row["ece_n"] == 1
+    shown = display_table(table).iloc[0]
+    assert shown["clean_acc"] == "42.00 ± 2.00 (n=3)"
+    assert shown["ece"] == "0.100"  # one seed so far: neither a std nor the group's n=3
 
 
 def test_exports(tmp_path: Path) -> None:

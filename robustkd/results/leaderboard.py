@@ -1,7 +1,8 @@
 """The leaderboard: one row per model (a group of checkpoints that differ only in their seed).
 
 Stable columns (``LEADERBOARD_COLUMNS``; units in docs/leaderboard.md). For each model and metric the
-value is the mean over its seeds, with ``<column>_std`` (sample standard deviation, empty for one seed)
+value is the mean over its seeds, with ``<column>_std`` (sample standard deviation, empty for one seed),
+``<column>_n`` (how many seeds have the metric: fewer than ``n_seeds`` while an evaluation is unfinished)
 and ``n_seeds``. Per checkpoint and metric, a full-test-set result is preferred to a subset, a larger
 subset to a smaller one; ``subsets`` lists the suites whose numbers come from a prefix of the test set.
 """
@@ -108,9 +109,10 @@ def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFra
         for column in columns:
             values = mine[(mine["suite"] == column.suite) & (mine["metric"] == column.metric)]
             if values.empty:
-                row[column.name], row[f"{column.name}_std"] = None, None
+                row[column.name], row[f"{column.name}_std"], row[f"{column.name}_n"] = None, None, 0
                 continue
             per_seed = values.drop_duplicates("checkpoint_sha256")["value"]
+            row[f"{column.name}_n"] = len(per_seed)
             row[column.name] = float(per_seed.mean())
             row[f"{column.name}_std"] = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None
             subsets |= {f"{column.suite}:{s}" for s in values["subset"] if s}
@@ -118,7 +120,8 @@ def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFra
         row["subsets"] = " ".join(sorted(subsets))
         row["protocols"] = " ".join(sorted(protocols))
         rows.append(row)
-    order = IDENTITY_COLUMNS + [name for column in columns for name in (column.name, f"{column.name}_std")]
+    order = IDENTITY_COLUMNS + [name for column in columns
+                                for name in (column.name, f"{column.name}_std", f"{column.name}_n")]
     return pd.DataFrame(rows)[order]
 
 
@@ -166,13 +169,13 @@ def format_cell(mean: float | None, std: float | None, n: int, digits: int = 2) 
 
 
 def display_table(table: pd.DataFrame, radius: float = 0.25) -> pd.DataFrame:
-    """Human-readable: mean ± std (n=seeds) per metric column; empty columns dropped."""
+    """Human-readable: mean ± std (n=seeds with the metric) per metric column; empty columns dropped."""
     shown = table[["model", "teacher", "dataset"]].copy()
     for column in leaderboard_columns(radius):
         if table[column.name].notna().any():
             digits = 3 if column.unit.startswith(("fraction", "nats", "sum", "correlation", "||")) else 2
             shown[column.name] = [format_cell(m, s, n, digits) for m, s, n in
-                                  zip(table[column.name], table[f"{column.name}_std"], table["n_seeds"])]
+                                  zip(table[column.name], table[f"{column.name}_std"], table[f"{column.name}_n"])]
     shown["subsets"] = table["subsets"]
     return shown
 
