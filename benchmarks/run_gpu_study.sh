@@ -12,7 +12,9 @@
 # git-ignored parts, one per call of the run tool (each call carries at most 64 MiB), made here with
 #     mkdir -p .xfer/p1 .xfer/p2 .xfer/p3 && split -n 3 -d -a 1 ../shared/data/cifar-100-python.tar.xz .xfer/part
 #     mv .xfer/part0 .xfer/p1/ && mv .xfer/part1 .xfer/p2/ && mv .xfer/part2 .xfer/p3/
-# and put together there, checked against the archive's and the files' SHA-256 before use. The packages
+# and put together there, checked against the archive's and the files' SHA-256 before use. A carried path is
+# gone at the next call: each call copies its part to /tmp/xfer and the last copies them back into .xfer
+# (the call sequence is in docs/gpu.md). The packages
 # the machine lacks travel as the folder .xfer/site (copied from this project's venv: torchattacks, foolbox,
 # eagerpy, git (GitPython), gitdb, smmap, pyautoattack without its 42 MB examples/ folder, imagecorruptions
 # for its frost textures), put first on PYTHONPATH.
