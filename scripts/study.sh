@@ -196,9 +196,11 @@ finished() {  # finished CMD...: robustkd says the run of CMD is finished
     state="$(plan "$@")" || exit 2
     case "$state" in "finished already: "*) return 0 ;; *) return 1 ;; esac
 }
-members() {  # members COHORT_DIR: --checkpoint for every member folder of a cohort
+members() {  # members COHORT_DIR: --checkpoint for every member folder of a cohort, seed by seed (folders
+            # end in -s<seed>), so that an interrupted evaluation already holds whole seeds to pair
     local folder
-    for folder in "$1"/*/; do printf -- '--checkpoint\n%s\n' "${folder%/}"; done
+    for folder in "$1"/*/; do folder="${folder%/}"; printf '%s\t%s\n' "${folder##*-s}" "$folder"; done \
+        | sort -s -n -k1,1 | cut -f2- | while IFS= read -r folder; do printf -- '--checkpoint\n%s\n' "$folder"; done
 }
 if runs 4; then
     echo "[evaluate] -> $results_dir ($(elapsed))"
