@@ -255,6 +255,10 @@ if runs 5; then
         --grid-out "$results_dir/corruption_grid.csv"
     "${robustkd[@]}" leaderboard export --db "$db" --format md --out "$results_dir/leaderboard.md"
     "${robustkd[@]}" compare --db "$db" --format md --out "$results_dir/compare.md"  # paired by seed, 95 % t-intervals
+    pairs=()
+    IFS=, read -ra variants <<< "$ablation"
+    for variant in "${variants[@]}"; do pairs+=(--pair "$variant:cmkd"); done
+    "${robustkd[@]}" compare --db "$db" "${pairs[@]}" --format md --out "$results_dir/ablation.md"  # variant - default CMKD
     "${robustkd[@]}" report --db "$db" --out "$results_dir/report.html"
 fi
 echo "study.sh: done in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"
