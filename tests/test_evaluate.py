@@ -98,3 +98,25 @@ def test_certified_suite_resumes_without_redoing_finished_images(checkpoint: Pat
     assert 0 <= metrics["smoothed_acc"] <= 100 and 0 <= metrics["predict_abstain_rate"] <= 100
     assert metrics["certified_acc_r0.00"] >= metrics["certified_acc_r0.50"] >= metrics["certified_acc_r1.50"]
     assert (finished / "certified_accuracy.png").is_file() and summary["units"]["certified_acc_r0.25"] == "percent"
+
+
+def test_certified_refuses_a_selection_of_one_class_from_a_periodic_test_file(tmp_path: Path) -> None:
+    """The class-interleaved CIFAR-100 copy repeats its classes with period 100: every 100th image is one class.
+    Seen in the study (2026-12-04): skip = 100 certified 100 images of class 0 alone."""
+    from robustkd.data.dataset import ImageDataset
+    from robustkd.evaluate.suites.certified import CertifiedParams, certify_dataset
+
+    count, classes = 60, 10
+    dataset = ImageDataset("periodic", "test", torch.randint(0, 256, (count, 3, 8, 8), dtype=torch.uint8),
+                           torch.arange(count) % classes, tuple(map(str, range(classes))), (0.5,) * 3, (0.25,) * 3,
+                           "generated")
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, classes))
+    one_class = CertifiedParams(n0=5, n=20, batch_size=20, skip=classes, predict_n=0)
+    with pytest.raises(RobustKDError, match="every 10-th test image covers only 1 of 10 classes .* such as 9"):
+        certify_dataset(model, dataset, one_class, tmp_path / "a", torch.device("cpu"))
+    assert not (tmp_path / "a" / "certify.tsv").exists() or len((tmp_path / "a" / "certify.tsv").read_text()
+                                                                  .splitlines()) <= 1  # nothing certified
+    every_class = CertifiedParams(n0=5, n=20, batch_size=20, skip=classes - 1, predict_n=0)
+    rows, _ = certify_dataset(model, dataset, every_class, tmp_path / "b", torch.device("cpu"))
+    assert sorted(rows["label"]) == sorted(int(i * (classes - 1)) % classes for i in range(len(rows)))
+    assert rows["label"].nunique() == min(len(rows), classes)

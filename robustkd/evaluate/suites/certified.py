@@ -23,6 +23,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from robustkd.data.dataset import ImageDataset  # noqa: E402
+from robustkd.errors import RobustKDError  # noqa: E402
 from robustkd.evaluate.context import SuiteContext  # noqa: E402
 from robustkd.evaluate.durable_table import DurableTable  # noqa: E402
 from robustkd.evaluate.smoothing import ABSTAIN, Smooth, inference_model  # noqa: E402
@@ -102,6 +103,7 @@ def certify_dataset(model: nn.Module, dataset: ImageDataset, params, work_dir: P
     indices = list(range(0, len(dataset), params.skip))
     if params.max >= 0:
         indices = indices[: params.max]
+    _check_classes_covered(dataset.labels[indices], dataset.num_classes, params.skip)
     for index in indices:
         if index in done:
             continue
@@ -120,6 +122,17 @@ def certify_dataset(model: nn.Module, dataset: ImageDataset, params, work_dir: P
                 else f"{params.autocast} autocast", "noise_stream": f"chunks of {params.noise_chunk} samples per "
                 "(seed, image, stream), drawn on the evaluation device; independent of batch_size"}
     return table.read(), protocol
+
+
+def _check_classes_covered(labels: torch.Tensor, num_classes: int, skip: int) -> None:
+    """Refuse a selection that holds fewer than half of the classes it could hold: a test file whose rows
+    repeat the classes with a period (the class-interleaved CIFAR-100 copy: period 100) gives one class for
+    every ``skip`` that the period divides, and a certified accuracy of that class alone."""
+    covered, possible = int(torch.unique(labels).numel()), min(int(labels.numel()), num_classes)
+    if covered < possible / 2:
+        raise RobustKDError(f"certified: every {skip}-th test image covers only {covered} of {num_classes} classes "
+                            f"({labels.numel()} images; the test file's order repeats its classes); expected a skip "
+                            f"that samples the classes, e.g. one coprime with {num_classes} such as {num_classes - 1}")
 
 
 def summarise_certificates(rows: pd.DataFrame, out_dir: Path) -> dict[str, float]:
