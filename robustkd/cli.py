@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--radius", type=float, default=0.25, help="certified-accuracy radius column (default 0.25)")
     compare.add_argument("--format", default="table", help="table (default), csv, json or md")
     compare.add_argument("--out", type=Path, help="write to this file (atomically) instead of printing")
+    compare.add_argument("--plot", type=Path, help="also write a forest plot of the differences (PNG) to this file")
 
     suites = commands.add_parser("suites", help="list the evaluation suites: parameters (defaults, ranges), metrics, plots")
     suites.add_argument("name", nargs="?", help="one suite (default: all)")
@@ -537,6 +538,11 @@ def _run_compare(args: argparse.Namespace) -> int:
     pairs = [parse_pair(text) for text in args.pair or []]
     comparison = compare(read_results(_default_db(args.db)), metrics=args.metric, pairs=pairs or None,
                          teacher=args.teacher, radius=args.radius)
+    if args.plot is not None:
+        from robustkd.results.paired_plot import write_comparison_plot
+
+        write_comparison_plot(comparison, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr if args.out is None else sys.stdout)
     text = write_comparison(comparison, args.format, args.out)
     if text is not None:
         sys.stdout.write(text)

@@ -217,6 +217,53 @@ def test_cli_compare(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert err.startswith("robustkd: error: ") and message in err and err.count("\n") == 1, err
 
 
+def test_forest_plot_draws_each_pair_where_its_numbers_are(db: Path) -> None:
+    from robustkd.results.paired_plot import VERDICT_COLOURS, comparison_figure
+
+    comparison = compare(store.read_results(db), metrics=["clean_acc", "ece"], pairs=[("cmkd", "kd"), ("dist", "kd")])
+    figure = comparison_figure(comparison)
+    panels = {axis.get_title().split(" ")[0]: axis for axis in figure.axes}
+    assert set(panels) == {"clean_acc", "ece"} and "lower is better" in panels["ece"].get_title()
+    for metric, axis in panels.items():
+        lines = {line.get_gid(): line for line in axis.get_lines() if line.get_gid()}
+        ticks = [label.get_text() for label in axis.get_yticklabels()]
+        for _, row in comparison.rows[comparison.rows["metric"] == metric].iterrows():
+            pair = f"{row['a']} - {row['b']} | {row['group']}"
+            y = int(lines[f"mean {pair}"].get_ydata()[0])
+            assert ticks[y].startswith(f"{row['a']} − {row['b']} (group ") and f"n={row['n_paired']}" in ticks[y]
+            seeds = lines[f"seeds {pair}"]
+            assert sorted(seeds.get_xdata()) == pytest.approx(sorted(row["differences"]))
+            assert set(seeds.get_ydata()) == {y}
+            assert list(lines[f"mean {pair}"].get_xdata()) == pytest.approx([row["mean_diff"]])
+            if row["n_paired"] >= 2:
+                interval = lines[f"interval {pair}"]
+                assert list(interval.get_xdata()) == pytest.approx([row["ci_low"], row["ci_high"]])
+                assert interval.get_color() == VERDICT_COLOURS.get(row["verdict"], "#6e7781")
+    # cmkd has the lower ECE on every seed: better (green) although its bar lies left of zero.
+    ece = comparison.rows[(comparison.rows["metric"] == "ece") & (comparison.rows["a"] == "cmkd")].iloc[0]
+    assert ece["verdict"] == "better" and ece["ci_high"] < 0
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+def test_cli_compare_plot(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    plot = tmp_path / "forest.png"
+    assert main(["compare", "--db", str(db), "--pair", "cmkd:kd", "--plot", str(plot)]) == 0
+    assert "cmkd vs kd" in capsys.readouterr().out
+    with Image.open(plot) as image:
+        assert image.format == "PNG" and image.size[1] > image.size[0] / 2
+    (tmp_path / "file").write_text("")
+    assert main(["compare", "--db", str(db), "--plot", str(tmp_path / "file" / "f.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("robustkd: error: --plot") and "cannot write" in err and err.count("\n") == 1
+    assert main(["compare", "--db", str(db), "--pair", "cmkd:kd", "--metric", "corruption_acc",
+                 "--plot", str(tmp_path / "none.png")]) == 2
+    assert "nothing to plot" in capsys.readouterr().err and not (tmp_path / "none.png").exists()
+
+
 def test_report_has_paired_section(db: Path) -> None:
     page = render_report(store.read_results(db))
     section = page.split("<h2>Paired comparison</h2>", 1)[1].split("<h2>", 1)[0]
@@ -237,7 +284,7 @@ def test_version_1_database_gains_the_cohort_column(tmp_path: Path) -> None:
     rows = store.read_results(path)
     assert len(rows) == 2 and json.loads(rows["cohort"].dropna().iloc[0])["path"] == "runs/cohort"
     with sqlite3.connect(path) as connection:
-        assert connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        assert connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(store.SCHEMA_VERSION)
         connection.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(RobustKDError, match="schema version 99"):
         store.read_results(path)

@@ -33,12 +33,12 @@ STABLE_METRIC_COLUMNS = ["clean_acc", "corruption_acc", "mce", "pgd_acc", "pgd_a
 
 def fake_result(root: Path, checkpoint: str, suite: str, metrics: dict, *, method: str = "kd", seed: int = 0,
                 subset: int | None = None, teacher: str = "t" * 64, suite_sha: str = "s" * 64,
-                options: dict | None = None) -> Path:
+                options: dict | None = None, protocol: dict | None = None) -> Path:
     folder = root / f"{checkpoint[:6]}-{suite}-{suite_sha[:4]}-{subset or 'full'}"
     folder.mkdir(parents=True)
     summary = {"name": f"resnet8-{checkpoint[:12]}", "architecture": "resnet8", "dataset": "cifar100",
                "clean_acc": metrics.get("top1", 40.0), "suite": suite, "metrics": metrics,
-               "units": {k: "percent" for k in metrics}, "protocol": {"batch_size": 100},
+               "units": {k: "percent" for k in metrics}, "protocol": protocol or {"batch_size": 100},
                "n_examples": subset or 10000, "subset": subset is not None, "seed": seed, "device": "cpu",
                "package_versions": {"torch": "x"}, "checkpoint_sha256": checkpoint, "suite_file": "x.toml",
                "suite_sha256": suite_sha, "created": "2026-11-27T00:00:00+00:00", "method": method,
@@ -295,3 +295,47 @@ def test_ablation_members_are_separate_rows_labelled_by_their_options(tmp_path: 
     table = build_leaderboard(store.read_results(db)).set_index("model")
     assert sorted(table.index) == ["resnet8/cmkd", "resnet8/cmkd[cmkd_spearman=0.5]"]
     assert (table["n_seeds"] == 2).all()
+
+
+CERTIFIED = {"certified_acc_r0.25": 20.0, "n_certified": 102.0}
+
+
+@pytest.mark.parametrize(("protocol", "prefix", "label"), [
+    ({"skip": 99, "max": -1}, None, "skip99"),
+    ({"skip": 19, "max": 500}, None, "skip19-max500"),
+    ({"skip": 99, "max": -1}, 2000, "first2000-skip99"),
+    ({"skip": 1, "max": -1}, None, ""),
+    ({"skip": 1, "max": -1}, 2000, "first2000"),
+])
+def test_a_certified_selection_is_labelled_a_subset(tmp_path: Path, protocol: dict, prefix: int | None,
+                                                     label: str) -> None:
+    db = tmp_path / "r.db"
+    store.record_result(db, fake_result(tmp_path, "c".ljust(64, "0"), "certified", CERTIFIED, subset=prefix,
+                                        protocol={"sigma": 0.25, "n": 10000, **protocol}))
+    results = store.read_results(db)
+    assert set(results["subset"]) == {label}
+    row = build_leaderboard(results).iloc[0]
+    assert row["subsets"] == (f"certified:{label}" if label else "")
+    assert row["certified_acc_r0.25"] == 20.0
+
+
+def test_version_2_database_relabels_certified_selections(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    store.record_result(db, fake_result(tmp_path, "c".ljust(64, "0"), "certified", CERTIFIED,
+                                        protocol={"skip": 99, "max": -1}))
+    store.record_result(db, fake_result(tmp_path, "c".ljust(64, "0"), "clean", {"top1": 40.0}, subset=500))
+    store.record_result(db, fake_result(tmp_path, "d".ljust(64, "0"), "certified", CERTIFIED, subset=300,
+                                        protocol={"skip": 7, "max": -1}))
+    with sqlite3.connect(db) as connection:  # as robustkd's schema version 2 recorded them
+        connection.execute("UPDATE results SET subset = '' WHERE subset = 'skip99'")
+        connection.execute("UPDATE results SET subset = 'first300' WHERE subset = 'first300-skip7'")
+        connection.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    results = store.read_results(db)
+    labels = results.groupby(["checkpoint_sha256", "suite"])["subset"].agg(set).to_dict()
+    assert labels == {("c".ljust(64, "0"), "certified"): {"skip99"}, ("c".ljust(64, "0"), "clean"): {"first500"},
+                      ("d".ljust(64, "0"), "certified"): {"first300-skip7"}}
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+    store.record_result(db, fake_result(tmp_path / "again", "c".ljust(64, "0"), "certified", CERTIFIED,
+                                        protocol={"skip": 99, "max": -1}))
+    assert _count(db) == len(results)  # re-recording replaces the relabelled rows instead of adding to them

@@ -122,6 +122,12 @@ class Suite(ABC, Generic[P]):
     def check(self, params: P) -> None:
         """Checks across fields, beyond each field's own range (raise RobustKDError); none by default."""
 
+    def selection(self, protocol: dict[str, Any]) -> str:
+        """A short label (e.g. ``skip99``) for the test images this suite chose itself out of the clean pass,
+        read from a result's recorded ``protocol``; '' when its metrics cover every image of the pass. It
+        joins the results store's subset label, so tables never call such a result the full test set."""
+        return ""
+
     def recorded_details(self, result_dir: Path) -> dict[str, tuple[float, str]]:
         """Extra (value, unit) rows for the results database read from a finished result folder (the
         corruption grid's cells); none by default."""

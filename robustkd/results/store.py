@@ -24,7 +24,7 @@ from robustkd.evaluate.summary import ResultSummary
 
 DEFAULT_DB = Path("results") / "robustkd.db"
 BUSY_TIMEOUT_S = 120.0
-SCHEMA_VERSION = 2  # 2: column ``cohort``; a version-1 database gains it on first connect
+SCHEMA_VERSION = 3  # 2: column ``cohort``; 3: subset labels name a suite's own selection (``skip99``)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -125,11 +125,29 @@ def _migrate(connection: sqlite3.Connection, db: Path) -> None:
         for column, kind in ADDED_COLUMNS.items():
             if column not in present:
                 connection.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
+        if stored < 3:
+            _relabel_selections(connection)
         connection.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         connection.execute("COMMIT")
     except BaseException:
         connection.execute("ROLLBACK")
         raise
+
+
+def _relabel_selections(connection: sqlite3.Connection) -> None:
+    """Version 3: rows of a suite that chose its own images (the certified suite's skip/max) were labelled
+    as the full test set or a bare prefix; give them the label a new recording gets."""
+    groups = connection.execute("SELECT DISTINCT suite, subset, protocol FROM results").fetchall()
+    for suite, subset, protocol in groups:
+        prefix = int(subset[len("first"):]) if subset.startswith("first") and subset[5:].isdigit() else None
+        try:
+            recorded = json.loads(protocol) if protocol else {}
+        except ValueError:
+            continue
+        label = subset_label(suite, prefix, recorded if isinstance(recorded, dict) else {})
+        if label != subset:
+            connection.execute("UPDATE results SET subset = ? WHERE suite = ? AND subset = ? AND protocol = ?",
+                               (label, suite, subset, protocol))
 
 
 def result_rows(result_dir: Path) -> list[tuple]:
@@ -168,7 +186,17 @@ def result_rows(result_dir: Path) -> list[tuple]:
 
 
 def _subset_label(summary: ResultSummary) -> str:
-    return f"first{summary.n_examples}" if summary.subset else ""
+    return subset_label(summary.suite, summary.n_examples if summary.subset else None, summary.protocol)
+
+
+def subset_label(suite: str, prefix: int | None, protocol: dict) -> str:
+    """'' for the full test set; ``first<N>`` for a prefix of N images, then the suite's own selection of
+    those images (``skip99``: every 99th), joined by '-' (``first2000-skip99``)."""
+    try:
+        chosen = suite_class(suite)().selection(protocol)
+    except RobustKDError:
+        chosen = ""  # a suite this robustkd does not know
+    return "-".join(part for part in (f"first{prefix}" if prefix is not None else "", chosen) if part)
 
 
 def is_recorded(db: Path, result_dir: Path) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -83,6 +84,11 @@ class CertifiedSuite(Suite[CertifiedParams]):
     needs = frozenset({Need.IN_MEMORY_TEST})
     position = 50
     qualifiers = ("sigma", "n", "alpha")
+
+    def selection(self, protocol: dict[str, Any]) -> str:
+        """``skip<k>`` for every k-th image (k > 1), ``max<m>`` for at most m of them, joined by '-'."""
+        skip, most = int(protocol.get("skip", 1)), int(protocol.get("max", -1))
+        return "-".join(([f"skip{skip}"] if skip > 1 else []) + ([f"max{most}"] if most >= 0 else []))
 
     def run(self, ctx: SuiteContext, params: CertifiedParams, work: Path) -> SuiteOutput:
         rows, protocol = certify_dataset(ctx.model, ctx.in_memory_test(self.name), params, work, ctx.device)
