@@ -122,10 +122,10 @@ if [ -z "$teacher" ]; then
 fi
 
 if [ -n "${ROBUSTKD_PYTHON:-}" ]; then
-    robustkd=("$ROBUSTKD_PYTHON" -m robustkd.cli)
+    robustkd=("$ROBUSTKD_PYTHON" -m robustkd.cli); python=("$ROBUSTKD_PYTHON")
 else
     VENV="$(bash "$REPO_ROOT/scripts/setup_env.sh")"
-    robustkd=("$VENV/bin/robustkd")
+    robustkd=("$VENV/bin/robustkd"); python=("$VENV/bin/python")
 fi
 common=(--data-dir "$data_dir" --device "$device")
 db="$results_dir/robustkd.db"
@@ -261,6 +261,11 @@ if runs 5; then
     IFS=, read -ra variants <<< "$ablation"
     for variant in "${variants[@]}"; do pairs+=(--pair "$variant:cmkd"); done
     "${robustkd[@]}" compare --db "$db" "${pairs[@]}" --format md --out "$results_dir/ablation.md"  # variant - default CMKD
+    # Figures: the forest plot of the three headline pairs (every cohort), the robustness and certified curves.
+    "${robustkd[@]}" compare --db "$db" --pair cmkd:kd --pair cmkd:dist --pair dist:kd --format md \
+        --out "$results_dir/compare_headline.md" --plot "$results_dir/paired_differences.png"
+    PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "${python[@]}" "$REPO_ROOT/scripts/study_figures.py" \
+        --db "$db" --out-dir "$results_dir"
     "${robustkd[@]}" report --db "$db" --out "$results_dir/report.html"
 fi
 echo "study.sh: done in $(( (SECONDS - started) / 60 )) min $(( (SECONDS - started) % 60 )) s"

@@ -57,7 +57,8 @@ def test_the_smoke_study_runs_end_to_end_and_a_second_run_redoes_nothing(tmp_pat
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     board = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
     assert {"ce", "kd", "dist", "cmkd"} <= set(board["method"])
-    for name in ("corruption_grid.csv", "leaderboard.md", "compare.md", "ablation.md", "report.html"):
+    for name in ("corruption_grid.csv", "leaderboard.md", "compare.md", "ablation.md", "report.html",
+                 "compare_headline.md", "paired_differences.png", "robustness_curves.png", "certified_curves.png"):
         assert (tmp_path / "results" / name).is_file()
     second = _run(*command, timeout=1800)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
