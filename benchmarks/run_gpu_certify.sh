@@ -71,7 +71,7 @@ say "models: ${#students[@]} students and the teacher"
 mkdir -p "$results"
 timeout --signal=TERM --kill-after=10 "$((deadline - 20 - (SECONDS - started)))" \
     "$py" -m robustkd.cli evaluate "${checkpoints[@]}" --suite "$suite" --data-dir data --device "$device" \
-    --out "$results" --db "$results/robustkd.db" > "$results/gpu-certify.log" 2>&1
+    --out "$results" --db "$results/robustkd.db" --skip-finished >> "$results/gpu-certify.log" 2>&1
 rc=$?
 say "evaluate: exit $rc after $((SECONDS - started)) s$([ "$rc" = 124 ] && echo ' (stopped at the deadline; finished images are kept)')"
 tail -n 5 "$results/gpu-certify.log" | sed 's/^/    /' | tee -a "$summary"
