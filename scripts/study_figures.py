@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 from robustkd.errors import RobustKDError  # noqa: E402
 from robustkd.results.paired import method_label  # noqa: E402
 from robustkd.results.store import read_results  # noqa: E402
-from robustkd.utils.atomic import write_with_atomic  # noqa: E402
+from robustkd.utils.figures import save_png  # noqa: E402
 
 METHODS = ["ce", "kd", "dist", "cmkd"]
 COLOURS = {"ce": "#6e7781", "kd": "#0969da", "dist": "#bf8700", "cmkd": "#cf222e"}
@@ -150,12 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: no results of its suites in {args.db}; skipped")
                 continue
             target = args.out_dir / f"{args.prefix}{name}.png"
-            try:
-                write_with_atomic(target, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
-            except OSError as exc:
-                raise RobustKDError(f"--out-dir {args.out_dir}: cannot write {target.name} ({exc.strerror or exc})") from None
-            finally:
-                plt.close(figure)
+            save_png(figure, target, "--out-dir")
             print(f"wrote {target}")
     except RobustKDError as exc:
         print(f"robustkd: error: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from robustkd.errors import RobustKDError  # noqa: E402
 from robustkd.results.paired import Comparison  # noqa: E402
-from robustkd.utils.atomic import write_with_atomic  # noqa: E402
+from robustkd.utils.figures import save_png  # noqa: E402
 
 VERDICT_COLOURS = {"better": "#1a7f37", "worse": "#cf222e"}
 OTHER_COLOUR = "#6e7781"
@@ -64,10 +64,4 @@ def comparison_figure(comparison: Comparison) -> Figure:
 
 def write_comparison_plot(comparison: Comparison, out: Path) -> None:
     """Write the forest plot as a PNG to ``out``, atomically."""
-    figure = comparison_figure(comparison)
-    try:
-        write_with_atomic(out, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
-    except OSError as exc:
-        raise RobustKDError(f"--plot {out}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        plt.close(figure)
+    save_png(comparison_figure(comparison), out, "--plot")
