@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The study's larger certified evaluation (eval_suites/study/certified_500.toml: 500 test images, n = 10,000)
 # of the noise cohort and its teacher, on a lent GPU machine, in one call that stops cleanly at a deadline.
-# Models are certified seed by seed (ce, kd, dist, cmkd of seed 0, then seed 1, ...) and the teacher last, so a
+# Models are certified seed by seed (ce, cmkd, dist, kd of seed 0, then seed 1, ...) and the teacher last, so a
 # deadline leaves whole seeds; each finished image is one line of its certify.tsv, packed either way.
 #
 #   benchmarks/run_gpu_certify.sh [--deadline SECONDS] [--device DEV] [--suite FILE] [--results DIR]
@@ -13,7 +13,9 @@
 # and checked against the files' SHA-256 there. Certificates depend on the device's random stream (the summary
 # records the device): resume an unfinished model on the same kind of device, or start it again elsewhere.
 #
-# --deadline S (default 240): the evaluation is stopped S - 20 seconds after the start, leaving time to pack.
+# --deadline S (default 240): the evaluation is stopped S - 20 seconds after the start, leaving time to pack
+#   (and refused to start with under 10 seconds left). Exit: 0 when every model finished or the deadline
+#   stopped the evaluation (finished images are kept), evaluate's exit code when it failed, 2 for bad input.
 # --suite, --results (defaults: eval_suites/study/certified_500.toml, results/study-certified500, with its
 #   own robustkd.db): a small suite and a scratch folder check the plumbing on a CPU (--device cpu).
 # Output in $OUT (default ./bench-out): summary.txt (device, versions, exit code, seconds) and
@@ -25,11 +27,12 @@ suite=eval_suites/study/certified_500.toml
 results=results/study-certified500
 while [ $# -gt 0 ]; do
     case "$1" in
+        --deadline|--device|--suite|--results) [ $# -ge 2 ] || { echo "run_gpu_certify.sh: $1 needs a value" >&2; exit 2; } ;;&
         --deadline) deadline="$2"; shift 2 ;;
         --device) device="$2"; shift 2 ;;
         --suite) suite="$2"; shift 2 ;;
         --results) results="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "run_gpu_certify.sh: unknown argument '$1'; expected --deadline, --device, --suite or --results" >&2; exit 2 ;;
     esac
 done
@@ -62,14 +65,16 @@ say "data: CIFAR-100 test/meta match their SHA-256 ($((SECONDS - started)) s)"
 
 # ---- the models, seed by seed, then the teacher ----
 teacher=runs/study/teacher-resnet20-noise0.25
-mapfile -t students < <(for folder in runs/study/noise-students/*/; do folder="${folder%/}"; \
+mapfile -t students < <(shopt -s nullglob; for folder in runs/study/noise-students/*/; do folder="${folder%/}"; \
     printf '%s\t%s\n' "${folder##*-s}" "$folder"; done | sort -s -n -k1,1 | cut -f2-)   # folders end in -s<seed>
 [ "${#students[@]}" -gt 0 ] && [ -d "$teacher" ] || { say "models: runs/study/noise-students or $teacher is missing"; exit 2; }
 checkpoints=()
 for path in "${students[@]}" "$teacher"; do checkpoints+=(--checkpoint "$path"); done
 say "models: ${#students[@]} students and the teacher"
+left=$((deadline - 20 - (SECONDS - started)))
+[ "$left" -ge 10 ] || { say "evaluate: only $left s left before the deadline's packing time; nothing run"; exit 2; }
 mkdir -p "$results"
-timeout --signal=TERM --kill-after=10 "$((deadline - 20 - (SECONDS - started)))" \
+timeout --signal=TERM --kill-after=10 "$left" \
     "$py" -m robustkd.cli evaluate "${checkpoints[@]}" --suite "$suite" --data-dir data --device "$device" \
     --out "$results" --db "$results/robustkd.db" --skip-finished >> "$results/gpu-certify.log" 2>&1
 rc=$?
@@ -89,3 +94,4 @@ PY
 tar -cf - "$results" | "$py" -c "import lzma, shutil, sys; shutil.copyfileobj(sys.stdin.buffer, lzma.LZMAFile(sys.stdout.buffer, 'w', preset=3))" \
     > "$out/certified500.tar.xz"
 say "packed $(du -h "$out/certified500.tar.xz" | cut -f1) in $((SECONDS - started)) s"
+[ "$rc" = 0 ] || [ "$rc" = 124 ] || exit "$rc"

@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --device) device="$2"; shift 2 ;;
         --dry) dry=1; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "run_gpu_checks.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done

@@ -529,7 +529,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from robustkd.results.compare_format import FORMATS, write_comparison
+    from robustkd.results.compare_format import FORMATS, render_comparison, write_comparison
     from robustkd.results.paired import compare, parse_pair
     from robustkd.results.store import read_results
 
@@ -538,12 +538,15 @@ def _run_compare(args: argparse.Namespace) -> int:
     pairs = [parse_pair(text) for text in args.pair or []]
     comparison = compare(read_results(_default_db(args.db)), metrics=args.metric, pairs=pairs or None,
                          teacher=args.teacher, radius=args.radius)
-    if args.plot is not None:
-        from robustkd.results.paired_plot import write_comparison_plot
+    if args.plot is None:
+        text = write_comparison(comparison, args.format, args.out)
+    else:  # both outputs are made first, then written together: a failure leaves neither
+        from robustkd.results.paired_plot import comparison_figure, save_comparison_outputs
 
-        write_comparison_plot(comparison, args.plot)
+        text = render_comparison(comparison, args.format)
+        save_comparison_outputs(comparison_figure(comparison), args.plot, text, args.out)
         print(f"wrote {args.plot}", file=sys.stderr if args.out is None else sys.stdout)
-    text = write_comparison(comparison, args.format, args.out)
+        text = text if args.out is None else None
     if text is not None:
         sys.stdout.write(text)
     else:

@@ -37,21 +37,46 @@ COLOURS = {"ce": "#6e7781", "kd": "#0969da", "dist": "#bf8700", "cmkd": "#cf222e
 RADII = np.linspace(0.0, 1.0, 101)
 
 
-def result_folders(results: pd.DataFrame, suite: str) -> pd.DataFrame:
+def result_folders(results: pd.DataFrame, suite: str, db: Path) -> pd.DataFrame:
     """One row per checkpoint with a ``suite`` result: label (method, or ``teacher``), seed, result_dir, subset
-    (its newest result)."""
+    (its newest result). A recorded folder that is not here (a database made on another machine, such as the
+    GPU's) is looked for beside the database, as ``<db folder>/<model folder>/<result folder>``."""
     rows = results[results["suite"] == suite].sort_values("created")
     rows = rows.drop_duplicates("checkpoint_sha256", keep="last")
     labels = ["teacher" if kind == "train" else method_label(str(method), options)
               for kind, method, options in zip(rows["kind"], rows["method"], rows["method_options"])]
-    return rows.assign(label=labels)[["checkpoint_sha256", "label", "seed", "result_dir", "subset", "model_name"]]
+    folders = [_local(Path(recorded), db.parent) for recorded in rows["result_dir"]]
+    rows = rows.assign(label=labels, result_dir=folders)
+    teachers = set(rows.loc[rows["label"].isin(METHODS), "teacher_sha256"].dropna())
+    if len(teachers) > 1:  # a curve averages one method's seeds: students of two teachers are not seeds
+        raise RobustKDError(f"study figures: the {suite} results hold students of {len(teachers)} teachers "
+                            f"({', '.join(sorted(t[:12] for t in teachers))}); expected one per database")
+    return rows[["checkpoint_sha256", "label", "seed", "result_dir", "subset", "model_name"]]
 
 
-def _read(path: Path, **kwargs) -> pd.DataFrame:
+def _severity(column: str, folder: Path) -> int:
     try:
-        return pd.read_csv(path, **kwargs)
+        return int(column)
+    except ValueError:
+        raise RobustKDError(f"study figures: {Path(folder) / 'accuracy_grid.csv'}: column {column!r} is not a "
+                            "severity") from None
+
+
+def _local(recorded: Path, db_folder: Path) -> Path:
+    beside = db_folder / recorded.parent.name / recorded.name
+    return recorded if recorded.is_dir() or not beside.is_dir() else beside
+
+
+def _read(path: Path, columns: tuple[str, ...] = (), **kwargs) -> pd.DataFrame:
+    """``path`` as a DataFrame that has ``columns`` (or its index named so); else one RobustKDError."""
+    try:
+        frame = pd.read_csv(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise RobustKDError(f"study figures: cannot read {path} ({exc})") from None
+    missing = [c for c in columns if c not in frame.columns and c != frame.index.name]
+    if missing:
+        raise RobustKDError(f"study figures: {path} lacks the column(s) {', '.join(missing)}")
+    return frame
 
 
 def _band(axis: plt.Axes, x: np.ndarray, curves: list[np.ndarray], label: str, colour: str) -> None:
@@ -74,18 +99,21 @@ def _teachers(axis: plt.Axes, folders: pd.DataFrame, x: np.ndarray, curve) -> No
                   label=f"teacher {row.model_name}", gid=f"teacher {row.model_name}")
 
 
-def robustness_figure(results: pd.DataFrame) -> plt.Figure | None:
-    adversarial, corruption = result_folders(results, "adversarial"), result_folders(results, "corruption")
+def robustness_figure(results: pd.DataFrame, db: Path) -> plt.Figure | None:
+    adversarial, corruption = result_folders(results, "adversarial", db), result_folders(results, "corruption", db)
     if adversarial.empty and corruption.empty:
         return None
     figure, (left, right) = plt.subplots(1, 2, figsize=(9.6, 3.6))
     if not adversarial.empty:
-        eps = _read(Path(adversarial["result_dir"].iloc[0]) / "eps_curve.csv")["eps_255"].to_numpy()
+        eps = _read(Path(adversarial["result_dir"].iloc[0]) / "eps_curve.csv", ("eps_255",))["eps_255"].to_numpy()
         eps = eps[eps <= 2.0]  # the informative part: undefended students are at ~0 beyond
 
         def pgd(folder: Path) -> np.ndarray:
-            table = _read(folder / "eps_curve.csv").set_index("eps_255")["robust_acc"]
-            return table.reindex(eps).to_numpy(dtype=float)
+            table = _read(folder / "eps_curve.csv", ("eps_255", "robust_acc")).set_index("eps_255")["robust_acc"]
+            values = table.reindex(eps).to_numpy(dtype=float)
+            if np.isnan(values).any():
+                raise RobustKDError(f"study figures: {folder / 'eps_curve.csv'} lacks some of the eps {list(eps)}")
+            return values
 
         for method, curves in _by_method(adversarial, pgd).items():
             _band(left, eps, curves, method, COLOURS[method])
@@ -94,31 +122,36 @@ def robustness_figure(results: pd.DataFrame) -> plt.Figure | None:
         left.set(xlabel="eps (/255, L-inf)", ylabel="robust accuracy (%)", title=f"PGD-20 ({subset})")
         left.legend(fontsize=8)
     if not corruption.empty:
-        severities = np.arange(1, 6)
+        first = _read(Path(corruption["result_dir"].iloc[0]) / "accuracy_grid.csv", index_col="corruption")
+        severities = np.array([_severity(column, folder=corruption["result_dir"].iloc[0]) for column in first.columns])
+        corruptions = len(first)
 
         def severity_mean(folder: Path) -> np.ndarray:
             grid = _read(folder / "accuracy_grid.csv", index_col="corruption")
-            return 100.0 * grid[[str(s) for s in severities]].mean(axis=0).to_numpy(dtype=float)
+            if sorted(grid.columns) != sorted(first.columns) or len(grid) != corruptions:
+                raise RobustKDError(f"study figures: {folder / 'accuracy_grid.csv'} has other corruptions or "
+                                    f"severities than {corruption['result_dir'].iloc[0]}")
+            return 100.0 * grid[list(first.columns)].mean(axis=0).to_numpy(dtype=float)
 
         for method, curves in _by_method(corruption, severity_mean).items():
             _band(right, severities, curves, method, COLOURS[method])
         _teachers(right, corruption, severities, severity_mean)
         subset = corruption["subset"].iloc[0] or "full test set"
-        right.set(xlabel="severity", ylabel="accuracy, mean of 15 corruptions (%)", xticks=severities,
+        right.set(xlabel="severity", ylabel=f"accuracy, mean of {corruptions} corruptions (%)", xticks=severities,
                   title=f"corruptions ({subset})")
         right.legend(fontsize=8)
     figure.tight_layout()
     return figure
 
 
-def certified_figure(results: pd.DataFrame) -> plt.Figure | None:
-    certified = result_folders(results, "certified")
+def certified_figure(results: pd.DataFrame, db: Path) -> plt.Figure | None:
+    certified = result_folders(results, "certified", db)
     if certified.empty:
         return None
     counts: set[int] = set()
 
     def curve(folder: Path) -> np.ndarray:
-        rows = _read(folder / "certify.tsv", sep="\t")
+        rows = _read(folder / "certify.tsv", ("radius", "correct"), sep="\t")
         counts.add(len(rows))
         correct = rows["correct"].to_numpy() == 1
         radius = rows["radius"].to_numpy(dtype=float)
@@ -142,17 +175,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, required=True, help="folder for the PNG files")
     parser.add_argument("--prefix", default="", help="prefix of the file names (e.g. 'certified500_')")
     args = parser.parse_args(argv)
+    figures: dict[str, plt.Figure] = {}
     try:
         results = read_results(args.db)
         for name, build in (("robustness_curves", robustness_figure), ("certified_curves", certified_figure)):
-            figure = build(results)
+            figure = build(results, args.db)  # every figure is built before any is written
             if figure is None:
                 print(f"{name}: no results of its suites in {args.db}; skipped")
-                continue
+            else:
+                figures[name] = figure
+        for name in list(figures):
             target = args.out_dir / f"{args.prefix}{name}.png"
-            save_png(figure, target, "--out-dir")
+            save_png(figures.pop(name), target, "--out-dir")
             print(f"wrote {target}")
     except RobustKDError as exc:
+        for figure in figures.values():
+            plt.close(figure)
         print(f"robustkd: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -262,6 +262,18 @@ def test_cli_compare_plot(db: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["compare", "--db", str(db), "--pair", "cmkd:kd", "--metric", "corruption_acc",
                  "--plot", str(tmp_path / "none.png")]) == 2
     assert "nothing to plot" in capsys.readouterr().err and not (tmp_path / "none.png").exists()
+    # An unwritable --out: neither the text nor the plot is written (and an existing plot is left as it was).
+    (tmp_path / "kept.png").write_bytes(b"old")
+    assert main(["compare", "--db", str(db), "--plot", str(tmp_path / "kept.png"),
+                 "--out", str(tmp_path / "file" / "c.md"), "--format", "md"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("robustkd: error: --plot") and "cannot write" in err and err.count("\n") == 1, err
+    assert (tmp_path / "kept.png").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "forest.png", "kept.png"]
+    # Both given and writable: both written, the text as asked.
+    assert main(["compare", "--db", str(db), "--plot", str(tmp_path / "kept.png"), "--out", str(tmp_path / "c.md"),
+                 "--format", "md", "--metric", "ece"]) == 0
+    assert (tmp_path / "kept.png").read_bytes()[:4] == b"\x89PNG" and "| metric |" in (tmp_path / "c.md").read_text()
 
 
 def test_report_has_paired_section(db: Path) -> None:

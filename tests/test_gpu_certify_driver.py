@@ -19,6 +19,7 @@ SCRIPT = REPO / "benchmarks" / "run_gpu_certify.sh"
     (["--deadline", "later"], "run_gpu_certify.sh: --deadline must be an integer >= 60 (seconds), got 'later'"),
     (["--suite", "eval_suites/study/no-such.toml"], "run_gpu_certify.sh: --suite 'eval_suites/study/no-such.toml' "
                                                      "is not a file"),
+    (["--deadline"], "run_gpu_certify.sh: --deadline needs a value"),
     (["--bogus"], "run_gpu_certify.sh: unknown argument '--bogus'; expected --deadline, --device, --suite or --results"),
 ])
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:

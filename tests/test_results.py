@@ -339,3 +339,36 @@ def test_version_2_database_relabels_certified_selections(tmp_path: Path) -> Non
     store.record_result(db, fake_result(tmp_path / "again", "c".ljust(64, "0"), "certified", CERTIFIED,
                                         protocol={"skip": 99, "max": -1}))
     assert _count(db) == len(results)  # re-recording replaces the relabelled rows instead of adding to them
+
+
+def test_relabelling_runs_once_and_touches_only_version_2_labels(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    store.record_result(db, fake_result(tmp_path, "c".ljust(64, "0"), "certified", CERTIFIED, subset=2000,
+                                        protocol={"skip": 99, "max": -1}))
+    store.record_result(db, fake_result(tmp_path, "e".ljust(64, "0"), "clean", {"top1": 40.0}))
+    with sqlite3.connect(db) as connection:
+        # Labels robustkd never wrote (hand-made, or from a later version) and one that is already version 3.
+        connection.execute("UPDATE results SET subset = 'imagenet-val-a' WHERE suite = 'clean'")
+        connection.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    before = store.read_results(db)
+    assert set(before["subset"]) == {"first2000-skip99", "imagenet-val-a"}  # a second pass changes nothing
+    # A migration that finds the version already raised under its lock (another process was first) stops.
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE results SET subset = 'first2000' WHERE suite = 'certified'")
+        connection.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    connection = sqlite3.connect(db, isolation_level=None)
+    real_execute = connection.execute
+
+    class RacedConnection:  # the version reads 2 before the lock and 3 under it
+        reads = 0
+
+        def execute(self, sql: str, *args):
+            if "schema_version" in sql and sql.startswith("SELECT"):
+                RacedConnection.reads += 1
+                return real_execute("SELECT ?", ("2" if RacedConnection.reads == 1 else "3",))
+            return real_execute(sql, *args)
+
+    store._migrate(RacedConnection(), db)
+    assert RacedConnection.reads == 2
+    assert {row[0] for row in real_execute("SELECT DISTINCT subset FROM results WHERE suite = 'certified'")} == {"first2000"}
+    connection.close()

@@ -19,16 +19,17 @@ figures = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(figures)
 
 
-def _result(root: Path, db: Path, *, method: str | None, seed: int, suite: str, write) -> None:
-    checkpoint = f"{method}{seed}{suite}".ljust(64, "0")
-    folder = root / f"{method}-{seed}-{suite}"
+def _result(root: Path, db: Path, *, method: str | None, seed: int, suite: str, write,
+            teacher: str = "t" * 64) -> None:
+    checkpoint = f"{method}{seed}{suite}{teacher[0]}".ljust(64, "0")
+    folder = root / f"{method}-{seed}-{teacher[0]}" / suite  # as evaluate lays them out: model / suite
     folder.mkdir(parents=True)
     write(folder)
     summary = {"name": f"resnet8-{method}-{seed}", "architecture": "resnet8", "dataset": "cifar100", "clean_acc": 40.0,
                "suite": suite, "metrics": {"top1": 1.0}, "units": {}, "protocol": {"skip": 3, "max": -1},
                "n_examples": 10000, "subset": False, "seed": seed, "device": "cpu", "package_versions": {},
                "checkpoint_sha256": checkpoint, "suite_file": "x.toml", "suite_sha256": "s" * 64,
-               "created": "2026-12-04T00:00:00+00:00", "method": method, "teacher_sha256": None if method is None else "t" * 64,
+               "created": "2026-12-04T00:00:00+00:00", "method": method, "teacher_sha256": None if method is None else teacher,
                "method_options": None, "kind": "train" if method is None else "distill", "training": {}}
     (folder / "summary.json").write_text(json.dumps(summary))
     store.record_result(db, folder)
@@ -52,7 +53,7 @@ def test_certified_curve_is_the_seed_mean_of_each_image_radius(tmp_path: Path) -
     _result(tmp_path, db, method="kd", seed=1, suite="certified", write=_certify([0.6, 0.1, 0.0, 0.0], [1, 1, 0, 0]))
     _result(tmp_path, db, method="cmkd", seed=0, suite="certified", write=_certify([0.2, 0.2, 0.2, 0.2], [1, 1, 1, 0]))
     _result(tmp_path, db, method=None, seed=0, suite="certified", write=_certify([0.45, 0.0, 0.0, 0.0], [1, 0, 0, 0]))
-    figure = figures.certified_figure(store.read_results(db))
+    figure = figures.certified_figure(store.read_results(db), db)
     kd = _mean_line(figure, "mean kd")
     at = {round(float(r), 2): float(y) for r, y in zip(kd.get_xdata(), kd.get_ydata())}
     assert at[0.0] == pytest.approx(50.0)           # (2/4 + 2/4) / 2
@@ -77,7 +78,7 @@ def test_robustness_curves_average_seeds_and_corruptions(tmp_path: Path) -> None
                             index=pd.Index(BENCHMARK_CORRUPTIONS, name="corruption"))
         _result(tmp_path, db, method="dist", seed=seed, suite="corruption", write=lambda folder, g=grid: g.to_csv(
             folder / "accuracy_grid.csv"))
-    figure = figures.robustness_figure(store.read_results(db))
+    figure = figures.robustness_figure(store.read_results(db), db)
     pgd, corruption = [next(line for line in axis.get_lines() if line.get_gid() == "mean dist") for axis in figure.axes]
     assert list(pgd.get_xdata()) == [0.0, 0.5, 1.0, 2.0]  # eps above 2/255 is left out
     assert list(pgd.get_ydata()) == pytest.approx([37.5, 15.0, 7.5, 1.5])
@@ -95,3 +96,26 @@ def test_cli_skips_missing_suites_and_refuses_a_bad_database(tmp_path: Path, cap
     assert figures.main(["--db", str(tmp_path / "bad.db"), "--out-dir", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("robustkd: error: ") and err.count("\n") == 1 and not (tmp_path / "o2").exists()
+
+
+def test_fewer_corruptions_and_severities_and_a_moved_database(tmp_path: Path) -> None:
+    recorded, moved = tmp_path / "gpu", tmp_path / "here"
+    db = recorded / "r.db"
+    grid = pd.DataFrame({"1": [0.5, 0.3, 0.1], "5": [0.2, 0.1, 0.0]},
+                        index=pd.Index(["gaussian_noise", "fog", "jpeg_compression"], name="corruption"))
+    _result(recorded, db, method="kd", seed=0, suite="corruption", write=lambda folder: grid.to_csv(
+        folder / "accuracy_grid.csv"))
+    recorded.rename(moved)  # the database names folders that are now elsewhere, beside it
+    figure = figures.robustness_figure(store.read_results(moved / "r.db"), moved / "r.db")
+    line = _mean_line(figure, "mean kd")
+    assert list(line.get_xdata()) == [1, 5] and list(line.get_ydata()) == pytest.approx([30.0, 10.0])
+    assert "mean of 3 corruptions" in figure.axes[1].get_ylabel()
+
+
+def test_students_of_two_teachers_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "r.db"
+    _result(tmp_path, db, method="kd", seed=0, suite="certified", write=_certify([0.3], [1]))
+    _result(tmp_path, db, method="kd", seed=0, suite="certified", write=_certify([0.3], [1]), teacher="u" * 64)
+    assert figures.main(["--db", str(db), "--out-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "students of 2 teachers" in err and err.count("\n") == 1 and not (tmp_path / "out").exists()

@@ -154,11 +154,16 @@ def render_json(comparison: Comparison) -> str:
 RENDERERS = {"table": render_text, "csv": render_csv, "json": render_json, "md": render_markdown}
 
 
-def write_comparison(comparison: Comparison, fmt: str, out: Path | None) -> str | None:
-    """The rendered comparison: returned for printing when ``out`` is None, else written atomically to ``out``."""
+def render_comparison(comparison: Comparison, fmt: str) -> str:
+    """The comparison in ``fmt`` (one of FORMATS)."""
     if fmt not in RENDERERS:
         raise RobustKDError(f"--format: {fmt!r}; expected one of {', '.join(FORMATS)}")
-    text = RENDERERS[fmt](comparison)
+    return RENDERERS[fmt](comparison)
+
+
+def write_comparison(comparison: Comparison, fmt: str, out: Path | None) -> str | None:
+    """The rendered comparison: returned for printing when ``out`` is None, else written atomically to ``out``."""
+    text = render_comparison(comparison, fmt)
     if out is None:
         return text
     try:

@@ -9,6 +9,7 @@ figure is built apart from writing it, so its content can be checked.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from robustkd.errors import RobustKDError  # noqa: E402
 from robustkd.results.paired import Comparison  # noqa: E402
-from robustkd.utils.figures import save_png  # noqa: E402
+from robustkd.utils.atomic import atomic_path  # noqa: E402
 
 VERDICT_COLOURS = {"better": "#1a7f37", "worse": "#cf222e"}
 OTHER_COLOUR = "#6e7781"
@@ -30,8 +31,14 @@ def comparison_figure(comparison: Comparison) -> Figure:
     rows = comparison.rows
     if rows.empty:
         raise RobustKDError("compare --plot: no pair of methods shares a seed and an evaluation; nothing to plot")
-    several_groups = rows["group"].nunique() > 1
-    group_number = {name: number for number, name in enumerate(dict.fromkeys(rows["group"]), start=1)}
+    groups = list(dict.fromkeys(rows["group"]))
+    teachers = rows.drop_duplicates("group").set_index("group")["teacher"]
+    if len(groups) == 1:
+        group_tag = {groups[0]: ""}
+    elif teachers.nunique() == len(groups):  # one group per teacher: name the teacher
+        group_tag = {name: f" (teacher {teachers[name][:8]})" for name in groups}
+    else:  # numbered in the order of the text output's groups
+        group_tag = {name: f" (group {number})" for number, name in enumerate(groups, start=1)}
     metrics = list(dict.fromkeys(rows["metric"]))
     heights = [max(1, int((rows["metric"] == metric).sum())) for metric in metrics]
     figure, axes = plt.subplots(len(metrics), 1, figsize=(6.4, 0.9 * len(metrics) + 0.32 * sum(heights)),
@@ -47,8 +54,7 @@ def comparison_figure(comparison: Comparison) -> Figure:
             axis.plot(row["differences"], [y] * len(row["differences"]), linestyle="none", marker="|", markersize=9,
                       color=colour, alpha=0.7, gid=f"seeds {row['a']} - {row['b']} | {row['group']}")
             axis.plot([row["mean_diff"]], [y], marker="o", color=colour, gid=f"mean {row['a']} - {row['b']} | {row['group']}")
-            group = f" (group {group_number[row['group']]})" if several_groups else ""
-            labels.append(f"{row['a']} − {row['b']}{group}  n={row['n_paired']}")
+            labels.append(f"{row['a']} − {row['b']}{group_tag[row['group']]}  n={row['n_paired']}")
         axis.axvline(0.0, color="black", linewidth=0.8, linestyle="--")
         axis.set_yticks(range(len(mine)), labels, fontsize=8)
         axis.set_ylim(len(mine) - 0.5, -0.5)
@@ -62,6 +68,20 @@ def comparison_figure(comparison: Comparison) -> Figure:
     return figure
 
 
-def write_comparison_plot(comparison: Comparison, out: Path) -> None:
-    """Write the forest plot as a PNG to ``out``, atomically."""
-    save_png(comparison_figure(comparison), out, "--plot")
+def save_comparison_outputs(figure: Figure, plot: Path, text: str, out: Path | None) -> None:
+    """Write ``figure`` to ``plot`` and, when ``out`` is given, ``text`` to ``out``: each into a temporary file
+    beside its target first, both replaced only once both are written, so an unwritable target leaves
+    neither file changed. The figure is closed."""
+    targets = f"--plot {plot}" + (f" / --out {out}" if out is not None else "")
+    try:
+        with ExitStack() as stack:
+            plot_tmp = stack.enter_context(atomic_path(plot))
+            out_tmp = stack.enter_context(atomic_path(out)) if out is not None else None
+            figure.savefig(plot_tmp, format="png", dpi=120)
+            if out_tmp is not None:
+                out_tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        failed = f"{exc.filename}: " if exc.filename else ""
+        raise RobustKDError(f"{targets}: cannot write ({failed}{exc.strerror or exc})") from None
+    finally:
+        plt.close(figure)

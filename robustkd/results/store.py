@@ -11,6 +11,7 @@ busy timeout; WAL journal), so concurrent evaluations lose no rows.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ CREATE TABLE IF NOT EXISTS results (
     suite TEXT NOT NULL,
     suite_sha256 TEXT NOT NULL,
     metric TEXT NOT NULL,
-    subset TEXT NOT NULL,            -- '' for the full test set, 'first<N>' for a prefix
+    subset TEXT NOT NULL,            -- '' for the full test set, 'first<N>' for a prefix, then a suite's own selection ('skip99')
     value REAL,
     unit TEXT,
     model_name TEXT,
@@ -121,6 +122,11 @@ def _migrate(connection: sqlite3.Connection, db: Path) -> None:
         return
     connection.execute("BEGIN IMMEDIATE")  # concurrent connections migrate one after the other
     try:
+        # Another connection may have migrated between the read above and the lock: read again under it.
+        stored = int(connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        if stored >= SCHEMA_VERSION:
+            connection.execute("COMMIT")
+            return
         present = {row[1] for row in connection.execute("PRAGMA table_info(results)")}
         for column, kind in ADDED_COLUMNS.items():
             if column not in present:
@@ -136,15 +142,19 @@ def _migrate(connection: sqlite3.Connection, db: Path) -> None:
 
 def _relabel_selections(connection: sqlite3.Connection) -> None:
     """Version 3: rows of a suite that chose its own images (the certified suite's skip/max) were labelled
-    as the full test set or a bare prefix; give them the label a new recording gets."""
+    as the full test set (``''``) or a bare prefix (``first<N>``); give them the label a new recording gets.
+    Only those two version-2 labels of a suite with a selection are touched, so other labels stay as they are."""
     groups = connection.execute("SELECT DISTINCT suite, subset, protocol FROM results").fetchall()
     for suite, subset, protocol in groups:
-        prefix = int(subset[len("first"):]) if subset.startswith("first") and subset[5:].isdigit() else None
+        match = re.fullmatch(r"first([1-9][0-9]*)", subset or "")
+        if subset != "" and match is None:
+            continue
         try:
             recorded = json.loads(protocol) if protocol else {}
-        except ValueError:
-            continue
-        label = subset_label(suite, prefix, recorded if isinstance(recorded, dict) else {})
+            label = subset_label(suite, int(match.group(1)) if match else None,
+                                 recorded if isinstance(recorded, dict) else {})
+        except (ValueError, TypeError):
+            continue  # an unreadable protocol: left as it was
         if label != subset:
             connection.execute("UPDATE results SET subset = ? WHERE suite = ? AND subset = ? AND protocol = ?",
                                (label, suite, subset, protocol))
@@ -194,8 +204,8 @@ def subset_label(suite: str, prefix: int | None, protocol: dict) -> str:
     those images (``skip99``: every 99th), joined by '-' (``first2000-skip99``)."""
     try:
         chosen = suite_class(suite)().selection(protocol)
-    except RobustKDError:
-        chosen = ""  # a suite this robustkd does not know
+    except (RobustKDError, TypeError, ValueError):
+        chosen = ""  # a suite this robustkd does not know, or a protocol without readable selection values
     return "-".join(part for part in (f"first{prefix}" if prefix is not None else "", chosen) if part)
 
 
