@@ -261,8 +261,12 @@ if runs 5; then
     IFS=, read -ra variants <<< "$ablation"
     for variant in "${variants[@]}"; do pairs+=(--pair "$variant:cmkd"); done
     "${robustkd[@]}" compare --db "$db" "${pairs[@]}" --format md --out "$results_dir/ablation.md"  # variant - default CMKD
-    # Figures: the forest plot of the three headline pairs (every cohort), the robustness and certified curves.
-    "${robustkd[@]}" compare --db "$db" --pair cmkd:kd --pair cmkd:dist --pair dist:kd --format md \
+    # Figures: the forest plot of the three headline pairs (every cohort) on the headline metrics, the
+    # robustness and certified curves.
+    headline=()
+    for metric in clean_acc corruption_acc pgd_acc_eps0.5 pgd_acc_eps1 pgd_acc_eps2 ece nll certified_acc_r0.25 \
+                  relation_spearman; do headline+=(--metric "$metric"); done
+    "${robustkd[@]}" compare --db "$db" --pair cmkd:kd --pair cmkd:dist --pair dist:kd "${headline[@]}" --format md \
         --out "$results_dir/compare_headline.md" --plot "$results_dir/paired_differences.png"
     PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}" "${python[@]}" "$REPO_ROOT/scripts/study_figures.py" \
         --db "$db" --out-dir "$results_dir"

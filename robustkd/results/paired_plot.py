@@ -41,7 +41,8 @@ def comparison_figure(comparison: Comparison) -> Figure:
         group_tag = {name: f" (group {number})" for number, name in enumerate(groups, start=1)}
     metrics = list(dict.fromkeys(rows["metric"]))
     heights = [max(1, int((rows["metric"] == metric).sum())) for metric in metrics]
-    figure, axes = plt.subplots(len(metrics), 1, figsize=(6.4, 0.9 * len(metrics) + 0.32 * sum(heights)),
+    height = 0.9 * len(metrics) + 0.32 * sum(heights) + 0.4
+    figure, axes = plt.subplots(len(metrics), 1, figsize=(6.4, height),
                                 gridspec_kw={"height_ratios": heights}, squeeze=False)
     for axis, metric in zip(axes[:, 0], metrics):
         mine = rows[rows["metric"] == metric].reset_index(drop=True)
@@ -64,7 +65,7 @@ def comparison_figure(comparison: Comparison) -> Figure:
     confidence = float(rows["confidence"].iloc[0])
     figure.suptitle(f"paired differences a − b: seeds (|), mean (o), {100 * confidence:g} % t-interval (bar)",
                     fontsize=9)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.4 / height))  # the top 0.4 inch for the title
     return figure
 
 
