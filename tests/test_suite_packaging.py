@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGED = REPO / "robustkd" / "evaluate" / "suites_data"
 USER_COPY = REPO / "eval_suites"
 EXPECTED = {"adversarial", "calibration", "certified", "clean", "corruption", "paper_certified", "quick/adversarial",
-            "quick/certified", "relations", "study/adversarial", "study/certified"}
+            "quick/certified", "relations", "study/adversarial", "study/certified",
+            "study/certified_500"}
 
 
 def _tomls(root: Path) -> dict[str, bytes]:
