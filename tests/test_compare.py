@@ -282,6 +282,16 @@ def test_report_has_paired_section(db: Path) -> None:
     assert "3 seeds (0 1 2)" in section and "A seed pairs data order, augmentation and initialisation" in section
     assert "<span class='better'>better</span>" in section and "<span class='worse'>worse</span>" in section
     assert "not distinguishable" in section and "s0: +2.00" in section and "cmkd vs dist" in section
+    # One forest plot per group with verdict pairs, as an embedded PNG that decodes.
+    import base64
+    import io
+
+    from PIL import Image
+
+    images = section.split("<img alt='paired differences' src='data:image/png;base64,")[1:]
+    assert len(images) == 2  # the quick group and the 20-epoch group
+    with Image.open(io.BytesIO(base64.b64decode(images[0].split("'", 1)[0]))) as image:
+        assert image.format == "PNG" and image.size[1] > 200
 
 
 def test_version_1_database_gains_the_cohort_column(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ figure is built apart from writing it, so its content can be checked.
 
 from __future__ import annotations
 
+import io
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -67,6 +68,17 @@ def comparison_figure(comparison: Comparison) -> Figure:
                     fontsize=9)
     figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.4 / height))  # the top 0.4 inch for the title
     return figure
+
+
+def comparison_png(comparison: Comparison) -> bytes:
+    """The forest plot as PNG bytes (for embedding, e.g. in the HTML report); the figure is closed."""
+    figure = comparison_figure(comparison)
+    try:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+    finally:
+        plt.close(figure)
 
 
 def save_comparison_outputs(figure: Figure, plot: Path, text: str, out: Path | None) -> None:

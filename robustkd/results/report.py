@@ -9,6 +9,7 @@ number (suite parameters, suite-file sha256, package versions).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as _dt
 import html
 import json
@@ -129,6 +130,7 @@ def _paired(results: pd.DataFrame, radius: float) -> str:
     """Per group (teacher, student architecture, training): the verdict table and the per-seed differences."""
     from robustkd.results.compare_format import per_seed_display, verdict_display
     from robustkd.results.paired import compare
+    from robustkd.results.paired_plot import comparison_png
 
     try:
         comparison = compare(results, radius=radius)
@@ -151,6 +153,12 @@ def _paired(results: pd.DataFrame, radius: float) -> str:
             parts.append("<div class='wide'>" + _table(_escaped(verdicts), "verdicts at 95 % (for a against b)")
                          .replace(">better (", "><span class='better'>better</span> (")
                          .replace(">worse (", "><span class='worse'>worse</span> (") + "</div>")
+        shown = rows[[(a, b) in set(comparison.verdict_pairs) for a, b in zip(rows["a"], rows["b"])]]
+        if not shown.empty:
+            png = base64.b64encode(comparison_png(dataclasses.replace(comparison, rows=shown))).decode("ascii")
+            parts.append("<figure><img alt='paired differences' src='data:image/png;base64," + png + "'>"
+                         "<figcaption>paired differences of the verdict pairs: seeds (|), mean (o), 95 % "
+                         "t-interval (bar); green better, red worse for a</figcaption></figure>")
         parts.append("<details open><summary>per-seed differences, mean, sample std, 95 % t-interval, wins "
                      f"({len(rows)} comparisons)</summary><div class='wide'>"
                      f"{_table(_escaped(per_seed_display(rows)))}</div></details>")
