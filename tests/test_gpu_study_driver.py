@@ -42,11 +42,16 @@ def test_bad_arguments_get_one_line_and_exit_2(tmp_path: Path, args: list[str], 
     assert not (tmp_path / "out").exists()
 
 
+def _smoke(tmp_path: Path, work: Path, deadline: int, timeout: int) -> subprocess.CompletedProcess[str]:
+    """The driver's smoke study on the CPU with one thread per job, stopped at ``deadline`` seconds."""
+    return _run(tmp_path, "--smoke", "--device", "cpu", "--threads", "1", "--deadline", str(deadline), "--work",
+                str(work), timeout=timeout)
+
+
 @pytest.mark.slow
 def test_the_smoke_study_runs_as_three_jobs_and_comes_back_packed(tmp_path: Path) -> None:
     work = tmp_path / "work"
-    result = _run(tmp_path, "--smoke", "--device", "cpu", "--threads", "1", "--deadline", "3000", "--work", str(work),
-                  timeout=3600)
+    result = _smoke(tmp_path, work, deadline=3000, timeout=3600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = (tmp_path / "out" / "summary.txt").read_text()
     for job in ("main", "ablation", "noise"):
@@ -61,13 +66,11 @@ def test_the_smoke_study_runs_as_three_jobs_and_comes_back_packed(tmp_path: Path
 @pytest.mark.slow
 def test_a_deadline_stops_the_jobs_and_the_saved_work_resumes(tmp_path: Path) -> None:
     work = tmp_path / "work"
-    stopped = _run(tmp_path, "--smoke", "--device", "cpu", "--threads", "1", "--deadline", "120", "--work", str(work),
-                   timeout=600)
+    stopped = _smoke(tmp_path, work, deadline=120, timeout=600)
     assert stopped.returncode == 0, stopped.stdout[-3000:] + stopped.stderr[-3000:]
     assert "stopped at the deadline" in (tmp_path / "out" / "summary.txt").read_text()
     assert not subprocess.run(["pgrep", "-f", str(work)], capture_output=True).stdout  # nothing left running
-    resumed = _run(tmp_path, "--smoke", "--device", "cpu", "--threads", "1", "--deadline", "3000", "--work", str(work),
-                   timeout=3600)
+    resumed = _smoke(tmp_path, work, deadline=3000, timeout=3600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     summary = (tmp_path / "out" / "summary.txt").read_text()
     for job in ("main", "ablation", "noise"):

@@ -137,6 +137,7 @@ def _paired(results: pd.DataFrame, radius: float) -> str:
     except RobustKDError:
         return "<p class='note'>No distilled students with recorded seeds to pair yet.</p>"
     parts = []
+    verdict_pairs = set(comparison.verdict_pairs)
     for group in comparison.groups.to_dict("records"):
         rows = comparison.rows[comparison.rows["group"] == group["group"]]
         if rows.empty:
@@ -153,7 +154,7 @@ def _paired(results: pd.DataFrame, radius: float) -> str:
             parts.append("<div class='wide'>" + _table(_escaped(verdicts), "verdicts at 95 % (for a against b)")
                          .replace(">better (", "><span class='better'>better</span> (")
                          .replace(">worse (", "><span class='worse'>worse</span> (") + "</div>")
-        shown = rows[[(a, b) in set(comparison.verdict_pairs) for a, b in zip(rows["a"], rows["b"])]]
+        shown = rows[[(a, b) in verdict_pairs for a, b in zip(rows["a"], rows["b"])]]
         if not shown.empty:
             png = base64.b64encode(comparison_png(dataclasses.replace(comparison, rows=shown))).decode("ascii")
             parts.append("<figure><img alt='paired differences' src='data:image/png;base64," + png + "'>"
