@@ -17,7 +17,9 @@ from robustkd.distill.methods import parse_method
 from robustkd.distill.options import DistillOptions
 from robustkd.errors import RobustKDError
 from robustkd.results import store
-from robustkd.results.paired import compare, method_label, paired_stats, parse_pair, verdict
+from robustkd.results.method_labels import method_label
+from robustkd.results.paired import compare, paired_stats, verdict
+from robustkd.results.question import parse_pair
 from robustkd.results.report import render_report
 
 TEACHER = "7" * 64

@@ -46,13 +46,15 @@ class CohortTrainer:
 
     ``teacher_logits(inputs)`` computes the frozen teacher's float32 logits (called under the members'
     autocast setting, once per batch of a seed with at least one member that uses the teacher).
-    ``on_diverged(member)`` is called when a member stops (to record it).
+    ``on_diverged(member)`` is called when a member stops (to record it); with ``stop_on_divergence`` (a
+    student trained alone) the TrainingDivergedError ends the whole run instead.
     """
 
     def __init__(self, members: list[CohortMember], train_loaders: dict[int, Any], test_loader: Any,
                  teacher_logits: Callable[[torch.Tensor], torch.Tensor], placement: Placement, epochs: int,
                  announce: Callable[[str], None] = print,
-                 on_diverged: Callable[[CohortMember], None] = lambda member: None) -> None:
+                 on_diverged: Callable[[CohortMember], None] = lambda member: None,
+                 stop_on_divergence: bool = False) -> None:
         self.members = members
         self.train_loaders = train_loaders
         self.test_loader = test_loader
@@ -61,6 +63,7 @@ class CohortTrainer:
         self.epochs = epochs
         self.announce = announce if placement.is_main else (lambda _: None)
         self.on_diverged = on_diverged
+        self.stop_on_divergence = stop_on_divergence
 
     def fit(self, stop_after: int | None = None) -> None:
         """Train every active member up to ``epochs`` (or up to epoch ``stop_after``)."""
@@ -113,6 +116,8 @@ class CohortTrainer:
         try:
             action()
         except TrainingDivergedError as exc:
+            if self.stop_on_divergence:
+                raise
             member.diverged = str(exc)
             self.announce(f"{member.name}: {exc}; the other students go on")
             self.on_diverged(member)

@@ -1,8 +1,13 @@
-"""``robustkd distill --method ce,kd,dist,cmkd --seeds 0,1,2``: a cohort of students in one process.
+"""Every distillation run: one student alone or a cohort of students in one process, one code path.
 
     <cohort>/cohort.json            the members (name, student, method, seed, overrides) and their status
     <cohort>/<member>/              an ordinary run directory per member (config.json, metrics, state,
                                     model.safetensors + model.json), resumable on its own as a solo run
+
+A solo ``robustkd distill`` is a cohort of one in the *solo layout*: the member's run directory is the run
+folder itself and there is no ``cohort.json`` (the folder looks exactly as it always did). Everything else
+- teacher check, shared frozen teacher, data, the epoch loop (``CohortTrainer``), saves and resume - is the
+same code, which is why a cohort member is bit-identical to the same student trained alone.
 
 Each member's ``config.json`` is exactly the config of the equivalent solo ``robustkd distill`` command,
 and its sidecar records the cohort. ``--resume --run-dir <cohort>`` continues every unfinished member from
@@ -29,12 +34,14 @@ from robustkd.distill.command import DistillConfig, teacher_summary
 from robustkd.distill.methods import parse_method
 from robustkd.distill.options import DistillOptions
 from robustkd.distill.task import DistillationTask
-from robustkd.distill.teacher import frozen_teacher
+from robustkd.distill.teacher import check_teacher_matches, frozen_teacher
 from robustkd.errors import RobustKDError
 from robustkd.models import build_model
 from robustkd.train.distributed import close_placement, init_placement
+from robustkd.train.command import default_run_dir
 from robustkd.train.run_dir import RunDirectory
 from robustkd.train.skip_finished import check_same_run, run_state
+from robustkd.train.sidecar import training_sidecar
 from robustkd.train.student_run import StudentRun
 from robustkd.utils.atomic import is_leftover_temporary, write_json_atomic
 from robustkd.utils.seeding import enable_determinism, seed_everything
@@ -114,56 +121,75 @@ def _prepare_folder(cohort_dir: Path, resume: bool) -> None:
 
 def cohort_command(
     members: list[PlannedMember], *, cohort_dir: Path | None, data_dir: Path, resume: bool, stop_after: int | None,
-    allow_embedded: bool, announce: Callable[[str], None] = print,
+    allow_embedded: bool, solo: bool = False, announce: Callable[[str], None] = print,
 ) -> tuple[Path, dict[str, dict[str, Any]]]:
-    """Train (or resume) the cohort; returns its folder and, per member name, its last metrics row or
-    ``{"diverged": message}``."""
+    """Train (or resume) the members; returns their folder and, per member name, its last metrics row or
+    ``{"diverged": message}``.
+
+    ``solo`` (one member): the solo layout - ``cohort_dir`` is the member's own run directory (default
+    ``runs/<method>-<student>-...``), no cohort file, and a diverging student ends the run with its error.
+    """
     if not members:
         raise RobustKDError("cohort: no members")
+    if solo and len(members) != 1:
+        raise RobustKDError(f"distill: the solo layout holds one student, got {len(members)}")
     _check_shared(members)
     first = members[0].config
     info = dataset_info(first.dataset)
     teacher = load_checkpoint(Path(first.teacher))
-    meta = teacher.meta
-    if meta["dataset"] != first.dataset or int(meta["num_classes"]) != info.num_classes:
-        raise RobustKDError(f"teacher {first.teacher} was trained on {meta['dataset']} ({meta['num_classes']} classes); "
-                            f"the students train on {first.dataset} ({info.num_classes} classes)")
+    check_teacher_matches(teacher.meta, first.teacher, first.dataset, info.num_classes,
+                          whom="the student trains" if solo else "the students train")
     for member in members:
         if member.config.teacher_sha256 and member.config.teacher_sha256 != teacher.sha256:
-            raise RobustKDError(f"teacher {first.teacher} changed since this cohort started (sha256 {teacher.sha256[:12]}…, "
-                                f"expected {member.config.teacher_sha256[:12]}…)")
+            raise RobustKDError(f"teacher {first.teacher} changed since this {'run' if solo else 'cohort'} started "
+                                f"(sha256 {teacher.sha256[:12]}…, expected {member.config.teacher_sha256[:12]}…)")
         member.config.teacher_sha256 = teacher.sha256
-    cohort_dir = Path(cohort_dir or default_cohort_dir(members))
+    if solo:
+        cohort_dir = Path(cohort_dir or default_run_dir(first, prefix=f"{first.method}-"))
+    else:
+        cohort_dir = Path(cohort_dir or default_cohort_dir(members))
     placement = init_placement(first.device)
     try:
         if first.deterministic:
             enable_determinism()
         if placement.is_main:
-            _prepare_folder(cohort_dir, resume)
-        status = read_cohort(cohort_dir).get("status", {}) if resume else {}
-        record = {"format": COHORT_FORMAT, "teacher": teacher_summary(meta, Path(first.teacher)),
+            if solo:
+                RunDirectory.create(cohort_dir, resume=resume)
+            else:
+                _prepare_folder(cohort_dir, resume)
+        status = read_cohort(cohort_dir).get("status", {}) if resume and not solo else {}
+        record = {"format": COHORT_FORMAT, "teacher": teacher_summary(teacher.meta, Path(first.teacher)),
                   "members": [{"name": m.spec.name, "student": m.spec.student, "method": m.spec.method,
                                "seed": m.spec.seed, "overrides": m.spec.overrides} for m in members],
                   "status": status}
         if placement.is_main:
             for member in members:
-                run = RunDirectory(cohort_dir / member.spec.name)
+                run = RunDirectory(_member_dir(cohort_dir, member, solo))
                 if not run.config_path.is_file():
                     run.path.mkdir(parents=True, exist_ok=True)
                     run.write_config(member.config.to_dict())
-            write_json_atomic(cohort_dir / COHORT_FILE, record)
+            if not solo:
+                write_json_atomic(cohort_dir / COHORT_FILE, record)
         return cohort_dir, _train(members, cohort_dir, record, teacher, placement, info, data_dir=data_dir,
-                                  stop_after=stop_after, allow_embedded=allow_embedded, announce=announce)
+                                  stop_after=stop_after, allow_embedded=allow_embedded, solo=solo,
+                                  announce=announce)
     except BaseException:
-        if placement.is_main and not resume and cohort_dir.is_dir() and _holds_no_finished_epoch(cohort_dir):
-            shutil.rmtree(cohort_dir, ignore_errors=True)
+        if placement.is_main and not resume:
+            if solo:
+                RunDirectory(cohort_dir).discard()
+            elif cohort_dir.is_dir() and _holds_no_finished_epoch(cohort_dir):
+                shutil.rmtree(cohort_dir, ignore_errors=True)
         raise
     finally:
         close_placement(placement)
 
 
+def _member_dir(folder: Path, member: PlannedMember, solo: bool) -> Path:
+    return folder if solo else folder / member.spec.name
+
+
 def _train(members: list[PlannedMember], cohort_dir: Path, record: dict[str, Any], teacher, placement, info, *,
-           data_dir: Path, stop_after: int | None, allow_embedded: bool,
+           data_dir: Path, stop_after: int | None, allow_embedded: bool, solo: bool,
            announce: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     first = members[0].config
     quiet = announce if placement.is_main else (lambda _: None)
@@ -194,21 +220,19 @@ def _train(members: list[PlannedMember], cohort_dir: Path, record: dict[str, Any
         method = parse_method(config.method, DistillOptions.from_mapping(config.method_options))
         task = DistillationTask(student, shared_teacher, method, teacher_summary(teacher.meta, Path(config.teacher)),
                                 fuse_teacher=config.fuse_teacher)
-        run = RunDirectory(cohort_dir / spec.name)
-        meta = {
-            "architecture": spec.student, "num_classes": info.num_classes, "dataset": config.dataset,
-            "data_source": source, "n_train": len(any_loader) * config.batch_size * placement.world_size,
-            "recipe": config.recipe, "hyperparameters": config.to_dict(), "seed": config.seed,
-            "noise_sd": config.noise_sd, **task.describe(), "kind": "distill",
-            "cohort": {"path": str(cohort_dir), "member": spec.name, "members": names},
-        }
+        run = RunDirectory(_member_dir(cohort_dir, planned, solo))
+        in_cohort = {} if solo else {"cohort": {"path": str(cohort_dir), "member": spec.name, "members": names}}
+        meta = training_sidecar(config, info, data_source=source,
+                                n_train=len(any_loader) * config.batch_size * placement.world_size,
+                                task_description=task.describe(), kind="distill", **in_cohort)
         student_run = StudentRun(config, task, run, placement, meta, isolate_rng=True)
         member = CohortMember(spec.name, config.seed, student_run, method.uses_teacher,
                               diverged=record["status"].get(spec.name))
         if member.diverged:
             quiet(f"{spec.name}: stopped earlier ({member.diverged}); not resumed")
         elif run.latest_state() is not None:
-            quiet(f"{spec.name}: resuming after epoch {student_run.resume()}")
+            epoch = student_run.resume()
+            quiet(f"resuming {run.path} after epoch {epoch}" if solo else f"{spec.name}: resuming after epoch {epoch}")
         cohort_members.append(member)
     uses_teacher = [member for member in cohort_members if member.uses_teacher]
     teacher_logits = uses_teacher[0].run.task.teacher_logits if uses_teacher else (lambda inputs: None)
@@ -218,10 +242,11 @@ def _train(members: list[PlannedMember], cohort_dir: Path, record: dict[str, Any
         if placement.is_main:
             write_json_atomic(cohort_dir / COHORT_FILE, record)
 
-    quiet(f"cohort {cohort_dir}: {len(cohort_members)} students ({', '.join(names)}); "
-          f"teacher {teacher.meta['architecture']} runs once per batch for each seed")
+    if not solo:
+        quiet(f"cohort {cohort_dir}: {len(cohort_members)} students ({', '.join(names)}); "
+              f"teacher {teacher.meta['architecture']} runs once per batch for each seed")
     trainer = CohortTrainer(cohort_members, loaders, test_loader, teacher_logits, placement, first.epochs,
-                            announce=quiet, on_diverged=on_diverged)
+                            announce=quiet, on_diverged=on_diverged, stop_on_divergence=solo)
     trainer.fit(stop_after)
     return {member.name: ({"diverged": member.diverged} if member.diverged else
                           (member.run.history[-1] if member.run.history else {})) for member in cohort_members}

@@ -44,3 +44,15 @@ def frozen_teacher(teacher: Normalized, fuse_bn: bool = True) -> tuple[Normalize
 def _mark(teacher: Normalized, folded: bool) -> tuple[Normalized, bool]:
     setattr(teacher, FROZEN_MARK, folded)
     return teacher, folded
+
+
+def check_teacher_matches(teacher_meta: dict, teacher_path: object, dataset: str, num_classes: int,
+                          *, whom: str = "the student trains") -> None:
+    """Raise RobustKDError unless the teacher (its sidecar ``teacher_meta``) was trained on ``dataset`` with
+    ``num_classes`` classes: the one teacher/model compatibility check of distillation and evaluation.
+    ``whom`` names the other side in the message (``the students train``, ``… is evaluated``)."""
+    from robustkd.errors import RobustKDError
+
+    if teacher_meta["dataset"] != dataset or int(teacher_meta["num_classes"]) != int(num_classes):
+        raise RobustKDError(f"teacher {teacher_path} was trained on {teacher_meta['dataset']} "
+                            f"({teacher_meta['num_classes']} classes); {whom} on {dataset} ({num_classes} classes)")

@@ -23,7 +23,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from robustkd.data import dataset_info, make_loader
+from robustkd.data import ImageDataset, dataset_info, make_loader
+from robustkd.data.loader import TensorBatchLoader
 from robustkd.data.imagenet import imagenet_folder
 from robustkd.data.sources import load_image_dataset
 from robustkd.errors import RobustKDError
@@ -117,7 +118,14 @@ def evaluate_model(
     info = dataset_info(dataset)
     model_info = model_info or {}
     check_suites(suites, has_teacher=teacher is not None)
-    n_examples = _prefix_or_whole(dataset, data_dir, n_examples, allow_embedded)
+    loaded: list[ImageDataset] = []
+
+    def test_split() -> ImageDataset:  # an in-memory test split, read once per call
+        if not loaded:
+            loaded.append(load_image_dataset(dataset, "test", data_dir, allow_embedded=allow_embedded))
+        return loaded[0]
+
+    n_examples = _prefix_or_whole(dataset, data_dir, n_examples, test_split)
     subset = n_examples is not None
     targets = [result_folder(out_root, name, suite.name, n_examples) for suite in suites]
     kept = {target for target in targets if target.exists() and not overwrite and keep_existing(target)}
@@ -133,7 +141,11 @@ def evaluate_model(
         return [SuiteRun(suite.name, target, False) for suite, target in zip(suites, targets)]
     model = model.to(device).eval()
     batch = max(suite.params.batch_size for suite, _ in todo)
-    test = make_loader(dataset, "test", data_dir, batch, device, train=False, limit=n_examples, allow_embedded=allow_embedded)
+    if dataset == "imagenet":
+        test = make_loader(dataset, "test", data_dir, batch, device, train=False, limit=n_examples)
+    else:
+        split = test_split()
+        test = TensorBatchLoader(split if n_examples is None else split.subset(n_examples), batch, device, train=False)
     try:
         logits, labels = collect_logits(model, test, info.num_classes)
     except NonFiniteOutputError as exc:
@@ -181,14 +193,15 @@ def _check_same_suite(target: Path, suite: SuiteFile) -> None:
                             f"({recorded.suite_file}); pass --overwrite to replace it")
 
 
-def _prefix_or_whole(dataset: str, data_dir: Path, n_examples: int | None, allow_embedded: bool) -> int | None:
+def _prefix_or_whole(dataset: str, data_dir: Path, n_examples: int | None,
+                     test_split: Callable[[], ImageDataset]) -> int | None:
     """``n_examples``, or None when it covers the whole test set (then the result is not a subset)."""
     if n_examples is None:
         return None
     if dataset == "imagenet":
         total = len(imagenet_folder(data_dir, "test").samples)
     else:
-        total = len(load_image_dataset(dataset, "test", data_dir, allow_embedded=allow_embedded, announce=lambda _: None))
+        total = len(test_split())
     if n_examples >= total:
         print(f"evaluate: --n-examples {n_examples} covers the whole {dataset} test set ({total} images); "
               "recorded as the full test set")

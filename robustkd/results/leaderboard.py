@@ -16,6 +16,7 @@ import pandas as pd
 
 from robustkd.errors import RobustKDError
 from robustkd.evaluate.suite import suite_class, suites_in_order
+from robustkd.results.method_labels import model_method_label
 
 # Checkpoints are seeds of one model only when all of these are equal; ``training`` is the recorded training
 # configuration without the seed (recipe, epochs, batch size, lr schedule, data subset, noise, ...).
@@ -60,19 +61,6 @@ def _best_rows(results: pd.DataFrame) -> pd.DataFrame:
     return ranked.drop_duplicates(["checkpoint_sha256", "suite", "metric"])
 
 
-def _method_label(identity: dict) -> str:
-    """``trained`` for a model trained from labels (``robustkd train``: teachers, baselines), else the
-    distillation method with the options that differ from its defaults (``cmkd[cmkd_spearman=0.5]``), so
-    the members of an ablation are told apart."""
-    from robustkd.results.paired import method_label  # paired builds on this module
-
-    if identity["kind"] == "train":
-        return "trained"
-    if not identity["method"]:
-        return "-"
-    return method_label(identity["method"], identity["method_options"])
-
-
 def _qualifiers(suite: str, protocols: pd.Series) -> set[str]:
     """``suite:key=value`` for each protocol key the suite declares as qualifying its columns (the
     AutoAttack/PGD eps actually used, the smoothing sigma and n, ...): a group that mixes values shows both."""
@@ -99,7 +87,8 @@ def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFra
         checkpoints = list(members.index)
         seeds = sorted(int(s) for s in members["seed"].dropna())
         mine = best[best["checkpoint_sha256"].isin(checkpoints)]
-        method = _method_label(identity)
+        # ``trained`` (teachers, baselines), else the method with its non-default options: ablations apart.
+        method = model_method_label(identity["kind"], identity["method"], identity["method_options"])
         row = {"model": f"{identity['architecture']}/{method}", "architecture": identity["architecture"],
                "method": method,
                "teacher": (identity["teacher_sha256"] or "")[:12], "dataset": identity["dataset"],

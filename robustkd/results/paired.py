@@ -1,16 +1,20 @@
 """Paired comparison of distillation methods: per-seed differences between students of one teacher.
 
 Students (distilled checkpoints) are grouped by dataset, teacher sha256, student architecture and training
-provenance (``training``: the recorded training configuration without the seed); runs that differ in any of these are never
-paired. Within a group a student's *method label* is its method plus the recorded options that differ from
-today's defaults (``cmkd``, ``cmkd[cmkd_spearman=0.5]``). Two labels are paired on a seed when both have a
-checkpoint of that seed: in a cohort (docs/cohort.md) a seed fixes data order, augmentation and
-initialisation, so the difference of two members is the effect of the method on that draw.
+provenance (``training``: the recorded training configuration without the seed); runs that differ in any
+of these are never paired. Within a group a student's *method label* is its method plus the recorded
+options that differ from today's defaults (``cmkd``, ``cmkd[cmkd_spearman=0.5]``;
+robustkd/results/method_labels.py). Two labels are paired on a seed when both have a checkpoint of that
+seed: in a cohort (docs/cohort.md) a seed fixes data order, augmentation and initialisation, so the
+difference of two members is the effect of the method on that draw.
 
 A metric is compared on one *evaluation* (suite, suite-file sha256, subset) that both students of a seed
 were evaluated on; of the evaluations shared by a pair, the one with the most paired seeds is used (ties:
 the metric's own suite, then the full test set, then the larger prefix). Seeds a method has for the metric
 but that are not paired are reported as dropped.
+
+Which pairs get verdicts and how every other pair is oriented is the caller's ``Question``
+(robustkd/results/question.py; ``DEFAULT_QUESTION`` when none is given).
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from itertools import combinations
 
 import numpy as np
@@ -28,10 +31,11 @@ from scipy import stats
 
 from robustkd.errors import RobustKDError
 from robustkd.results.leaderboard import Column, leaderboard_columns
+from robustkd.results.method_labels import format_value, method_label  # scripts/study_figures.py reads it here
+from robustkd.results.question import DEFAULT_QUESTION, Question
+from robustkd.results.question import parse_pair  # noqa: F401  (re-exported: the CLI's --pair reads it here)
 
 CONFIDENCE = 0.95
-METHOD_RANK = ["cmkd", "dist", "kd", "ce"]  # orientation: the earlier method is "a" in "a - b"
-VERDICT_PAIRS = [("cmkd", "kd"), ("cmkd", "dist"), ("dist", "kd")]
 GROUP_KEYS = ["dataset", "teacher_sha256", "architecture", "training"]
 ONE_SEED = "one seed: no interval"
 NOT_DISTINGUISHABLE = "not distinguishable"
@@ -87,47 +91,12 @@ def verdict(result: PairedStats, higher_is_better: bool) -> str:
     return "better" if (result.mean > 0) == higher_is_better else "worse"
 
 
-@lru_cache(maxsize=None)
-def _default_options(method: str) -> dict | None:
-    from robustkd.distill.methods import parse_method
-    from robustkd.distill.options import DistillOptions
-
-    try:
-        return parse_method(method, DistillOptions()).recorded_options
-    except (RobustKDError, KeyError, ValueError):
-        return None
-
-
-def _format_value(value: object) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def method_label(method: str, options_json: str | None) -> str:
-    """``method`` plus, in brackets, the recorded options that differ from the method's defaults
-    (``cmkd[cmkd_spearman=0.5]``); the bare method when none differ or the method is unknown here."""
-    options = json.loads(options_json) if options_json else None
-    defaults = _default_options(method)
-    if not isinstance(options, dict) or defaults is None:
-        return method
-    # Keys the method does not read (another method's options) say nothing about this model.
-    differing = {k: v for k, v in options.items() if k in defaults and not _same(v, defaults[k])}
-    if not differing:
-        return method
-    return f"{method}[{','.join(f'{k}={_format_value(v)}' for k, v in sorted(differing.items()))}]"
-
-
-def _same(a: object, b: object) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
-    return a == b
-
-
 def training_text(training_json: str | None) -> str:
     """``recipe=quick epochs=10 train_limit=15000`` from the stored training JSON (unset keys left out)."""
     training = json.loads(training_json) if training_json else None
     if not isinstance(training, dict):
         return "training unrecorded"
-    return " ".join(f"{k}={_format_value(v)}" for k, v in sorted(training.items()) if v is not None) or "-"
+    return " ".join(f"{k}={format_value(v)}" for k, v in sorted(training.items()) if v is not None) or "-"
 
 
 def students(results: pd.DataFrame) -> pd.DataFrame:
@@ -160,39 +129,6 @@ def metric_values(results: pd.DataFrame, column: Column) -> pd.DataFrame:
     return rows[["checkpoint_sha256", "suite", "suite_sha256", "subset", "n_examples", "own_suite", "value"]]
 
 
-def _rank(label: str) -> tuple[int, int, str]:
-    base = label.split("[", 1)[0]
-    return METHOD_RANK.index(base) if base in METHOD_RANK else len(METHOD_RANK), 0 if "[" in label else 1, label
-
-
-def _orient(a: str, b: str) -> tuple[str, str]:
-    """(a, b) ordered cmkd, dist, kd, ce, others; an ablation variant before its base method."""
-    return (a, b) if _rank(a) <= _rank(b) else (b, a)
-
-
-def _pair_order(pair: tuple[str, str]) -> tuple:
-    """The verdict pairs first (cmkd:kd, cmkd:dist, dist:kd), then by method rank."""
-    return (VERDICT_PAIRS.index(pair) if pair in VERDICT_PAIRS else len(VERDICT_PAIRS), _rank(pair[0]), _rank(pair[1]))
-
-
-def parse_pair(text: str) -> tuple[str, str]:
-    """``"cmkd:kd"`` -> ("cmkd", "kd"); the colon outside brackets separates the two labels."""
-    depth, cut = 0, None
-    for index, char in enumerate(text):
-        depth += (char == "[") - (char == "]")
-        if char == ":" and depth == 0:
-            if cut is not None:
-                cut = -1
-                break
-            cut = index
-    if cut is None or cut < 0 or not text[:cut].strip() or not text[cut + 1:].strip():
-        raise RobustKDError(f"--pair {text!r}: expected A:B, e.g. cmkd:kd or cmkd[cmkd_spearman=0.5]:cmkd")
-    a, b = text[:cut].strip(), text[cut + 1:].strip()
-    if a == b:
-        raise RobustKDError(f"--pair {text!r}: compares {a} with itself")
-    return a, b
-
-
 @dataclass
 class Comparison:
     """``rows``: one row per (group, pair, metric) with the per-seed differences and their statistics
@@ -217,13 +153,14 @@ def group_name(dataset: str, teacher_sha256: str, architecture: str, training: s
 
 def compare(results: pd.DataFrame, *, metrics: Sequence[str] | None = None,
             pairs: Sequence[tuple[str, str]] | None = None, teacher: str | None = None, radius: float = 0.25,
-            confidence: float = CONFIDENCE) -> Comparison:
+            confidence: float = CONFIDENCE, question: Question = DEFAULT_QUESTION) -> Comparison:
     """Paired comparison of the store's rows (``read_results``).
 
-    ``metrics``: headline column names (default: all of ``leaderboard_columns(radius)``); ``pairs``: (a, b)
-    labels, compared as a - b (default: every pair of labels within a group, oriented cmkd, dist, kd, ce,
-    ablation variants before their base); ``teacher``: a sha256 prefix. Raises RobustKDError for an unknown
-    metric or label, or when there are no distilled students to compare.
+    ``metrics``: headline column names (default: all of ``leaderboard_columns(radius)``); ``pairs``: the only
+    (a, b) labels compared, as a - b, and the verdict pairs (``--pair``); without them every pair of labels
+    within a group is compared, oriented by ``question.orient``, ``question.pairs`` first (and, of them, those
+    whose labels are in the database are the verdict pairs); ``teacher``: a sha256 prefix. Raises
+    RobustKDError for an unknown metric or label, or when there are no distilled students to compare.
     """
     columns = leaderboard_columns(radius)
     by_name = {c.name: c for c in columns}
@@ -258,7 +195,7 @@ def compare(results: pd.DataFrame, *, metrics: Sequence[str] | None = None,
             notes.append(f"{name}: {label} seed {seed} has {count} checkpoints; the newest result of each is used")
         labels = sorted(set(members["label"]))
         group_pairs = [p for p in pairs if p[0] in labels and p[1] in labels] if pairs else \
-            sorted((_orient(a, b) for a, b in combinations(labels, 2)), key=_pair_order)
+            sorted((question.orient(a, b) for a, b in combinations(labels, 2)), key=question.pair_order)
         group_rows.append({"group": name, **identity, "methods": " ".join(labels),
                            "seeds": " ".join(map(str, sorted(set(members["seed"])))),
                            "cohorts": " ".join(sorted(set(members["cohort"]) - {""})) or "-",
@@ -275,8 +212,9 @@ def compare(results: pd.DataFrame, *, metrics: Sequence[str] | None = None,
             if not any(r["a"] == a and r["b"] == b for r in rows):
                 notes.append(f"{a}:{b}: no seed with both, in one group (teacher, architecture, training) "
                              "and on one evaluation")
-    verdict_pairs = list(pairs) if pairs else [p for p in VERDICT_PAIRS if p[0] in known and p[1] in known]
-    compared = list(pairs) if pairs else sorted(dict.fromkeys((r["a"], r["b"]) for r in rows), key=_pair_order)
+    verdict_pairs = list(pairs) if pairs else [p for p in question.pairs if p[0] in known and p[1] in known]
+    compared = list(pairs) if pairs else sorted(dict.fromkeys((r["a"], r["b"]) for r in rows),
+                                                key=question.pair_order)
     return Comparison(pd.DataFrame(rows, columns=ROW_COLUMNS), pd.DataFrame(group_rows), compared, verdict_pairs, notes)
 
 

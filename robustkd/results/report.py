@@ -1,9 +1,10 @@
 """``robustkd report``: one self-contained HTML page (inline CSS, images as data URIs, no network).
 
 Sections: the answer in one table (best student per criterion), the leaderboard, a per-method comparison
-for each teacher (CE vs KD vs DIST vs CMKD, with differences to KD), the paired comparison (verdicts and
-per-seed differences, robustkd/results/paired.py), the suites' plots per model, and the protocol of every
-number (suite parameters, suite-file sha256, package versions).
+for each teacher (every method, with differences to the question's reference method), the paired comparison
+(verdicts for the question's pairs and per-seed differences, robustkd/results/paired.py), the suites' plots
+per model, and the protocol of every number (suite parameters, suite-file sha256, package versions). The
+question (robustkd/results/question.py) is the caller's; ``DEFAULT_QUESTION`` when none is given.
 """
 
 from __future__ import annotations
@@ -20,22 +21,13 @@ import pandas as pd
 from robustkd.errors import RobustKDError
 from robustkd.evaluate.suite import suites_in_order
 from robustkd.results.leaderboard import build_leaderboard, display_table, leaderboard_columns
-
+from robustkd.results.method_labels import method_order, model_method_label
+from robustkd.results.question import DEFAULT_QUESTION, Question
 
 
 def declared_plots() -> list[tuple[str, str, str]]:
     """(suite, file, caption) of every plot the registered suites declare, in suite order."""
     return [(suite.name, plot.file, plot.caption) for suite in suites_in_order() for plot in suite.plots]
-
-
-def method_order(methods: "pd.Series") -> list[str]:
-    """The distillation methods present in ``methods``: registered methods in registry order (ce, kd, dist,
-    cmkd, ...), then composed ones (``kd+spearman``) and per-member variants in name order."""
-    from robustkd.distill.methods import METHODS
-
-    present = {m for m in methods.dropna().unique() if m and m not in ("trained", "-")}
-    known = [name for name in METHODS.names() if name in present]
-    return known + sorted(present - set(known))
 
 
 COMPARED = ["clean_acc", "corruption_acc", "pgd_acc", "autoattack_acc", "ece", "nll", "relation_pearson",
@@ -97,43 +89,46 @@ def _answer(table: pd.DataFrame, radius: float) -> str:
     return _table(_escaped(pd.DataFrame(rows)))
 
 
-def _method_comparison(table: pd.DataFrame) -> str:
+def _method_comparison(table: pd.DataFrame, reference: str | None) -> str:
+    """Per (dataset, teacher): each student's headline values and, when ``reference`` is a method label
+    there, ``<column> Δ<reference>``: the student's value minus the reference's (green better, red worse)."""
     parts = []
     order = method_order(table["method"])
     students = table[table["method"].isin(order)]
     for (dataset, teacher), group in students.groupby(["dataset", "teacher"]):
         group = group.assign(_order=group["method"].map(order.index)).sort_values("_order")
         shown = pd.DataFrame({"student": group["model"], "seeds": group["n_seeds"]})
-        reference = group[group["method"] == "kd"]
+        mine = group[group["method"] == reference] if reference is not None else group.iloc[:0]
         for name in COMPARED:
             if group[name].isna().all():
                 continue
             shown[name] = [f"{v:.3f}" if pd.notna(v) else "-" for v in group[name]]
-            if not reference.empty and pd.notna(reference[name].iloc[0]):
+            if not mine.empty and pd.notna(mine[name].iloc[0]):
                 higher = next(c.higher_is_better for c in leaderboard_columns() if c.name == name)
                 deltas = []
                 for value in group[name]:
                     if pd.isna(value):
                         deltas.append("-")
                         continue
-                    delta = value - reference[name].iloc[0]
+                    delta = value - mine[name].iloc[0]
                     good = (delta > 0) == higher and delta != 0
                     css = "better" if good else ("worse" if delta != 0 else "")
                     deltas.append(f"<span class='{css}'>{delta:+.3f}</span>")
-                shown[f"{name} Δkd"] = deltas
+                shown[f"{name} Δ{reference}"] = deltas
         parts.append(f"<h3>{html.escape(str(dataset))}, teacher {html.escape(str(teacher))}</h3>"
                      f"<div class='wide'>{_table(shown.astype(object))}</div>")
     return "".join(parts) or "<p class='note'>No students distilled from a common teacher yet.</p>"
 
 
-def _paired(results: pd.DataFrame, radius: float) -> str:
-    """Per group (teacher, student architecture, training): the verdict table and the per-seed differences."""
+def _paired(results: pd.DataFrame, radius: float, question: Question) -> str:
+    """Per group (teacher, student architecture, training): the verdict table of ``question.pairs``, their
+    forest plot, and the per-seed differences of every compared pair (oriented by ``question``)."""
     from robustkd.results.compare_format import per_seed_display, verdict_display
     from robustkd.results.paired import compare
     from robustkd.results.paired_plot import comparison_png
 
     try:
-        comparison = compare(results, radius=radius)
+        comparison = compare(results, radius=radius, question=question)
     except RobustKDError:
         return "<p class='note'>No distilled students with recorded seeds to pair yet.</p>"
     parts = []
@@ -182,7 +177,8 @@ def _plots(results: pd.DataFrame) -> str:
         for row in newest[newest["suite"] == suite].sort_values("model_name").itertuples():
             path = Path(row.result_dir) / file_name
             if path.is_file():
-                label = f"{row.model_name} ({'trained' if row.kind == 'train' else row.method}){' subset ' + row.subset if row.subset else ''}"
+                method = model_method_label(row.kind, row.method, row.method_options)
+                label = f"{row.model_name} ({method}){' subset ' + row.subset if row.subset else ''}"
                 figures.append(f"<figure>{_image(path)}<figcaption>{html.escape(label)}</figcaption></figure>")
         if figures:
             parts.append(f"<h3>{html.escape(caption)}</h3><div class='plots'>{''.join(figures)}</div>")
@@ -204,7 +200,10 @@ def _protocols(results: pd.DataFrame) -> str:
     return "".join(parts)
 
 
-def render_report(results: pd.DataFrame, radius: float = 0.25, title: str = "robustkd report") -> str:
+def render_report(results: pd.DataFrame, radius: float = 0.25, title: str = "robustkd report", *,
+                  question: Question = DEFAULT_QUESTION) -> str:
+    """The HTML page of the store's rows (``read_results``); ``question`` names the verdict pairs, the
+    orientation of the other pairs and the per-method table's reference method (None: no differences)."""
     table = build_leaderboard(results, radius)
     units = pd.DataFrame({"column": [c.name for c in leaderboard_columns(radius)],
                           "unit": [c.unit for c in leaderboard_columns(radius)],
@@ -219,8 +218,8 @@ def render_report(results: pd.DataFrame, radius: float = 0.25, title: str = "rob
         "<h2>Which student is more accurate, more robust and better calibrated?</h2>", _answer(table, radius),
         "<h2>Leaderboard</h2>", f"<div class='wide'>{_table(_escaped(display_table(table, radius)))}</div>",
         "<details><summary>units of the columns</summary>", _table(_escaped(units)), "</details>",
-        "<h2>Per-method comparison (same teacher)</h2>", _method_comparison(table),
-        "<h2>Paired comparison</h2>", _paired(results, radius),
+        "<h2>Per-method comparison (same teacher)</h2>", _method_comparison(table, question.reference),
+        "<h2>Paired comparison</h2>", _paired(results, radius, question),
         "<h2>Plots</h2>", _plots(results),
         "<h2>Protocol of each number</h2>", _protocols(results),
         LOAD_CHECK, "</body></html>",

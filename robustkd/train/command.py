@@ -11,11 +11,12 @@ from typing import Any
 from robustkd.checkpoint import load_checkpoint
 from robustkd.data import dataset_info, make_loader, resolve_data_dir
 from robustkd.errors import RobustKDError
-from robustkd.models import Normalized, build_model, canonical_model_name
+from robustkd.models import Normalized, build_model
 from robustkd.train.config import TrainConfig, load_saved_config
 from robustkd.train.distributed import close_placement, init_placement
 from robustkd.train.loop import Placement, Trainer
 from robustkd.train.run_dir import RunDirectory
+from robustkd.train.sidecar import training_sidecar
 from robustkd.train.skip_finished import check_same_run, run_state
 from robustkd.train.task import CrossEntropyTask, TrainingTask
 from robustkd.utils.seeding import enable_determinism, seed_everything
@@ -139,19 +140,9 @@ def _execute(
     test_loader = make_loader(config.dataset, "test", data_dir, 500, placement.device, train=False,
                               limit=config.test_limit, **common)
     source = getattr(getattr(train_loader, "dataset", None), "source", f"folders:{data_dir}")
-    meta = {
-        "architecture": canonical_model_name(config.model),
-        "num_classes": info.num_classes,
-        "dataset": config.dataset,
-        "data_source": source,
-        "n_train": len(train_loader) * config.batch_size * placement.world_size,
-        "recipe": config.recipe,
-        "hyperparameters": config.to_dict(),
-        "seed": config.seed,
-        "noise_sd": config.noise_sd,
-        **task.describe(),
-        **extra_meta,
-    }
+    meta = training_sidecar(config, info, data_source=source,
+                            n_train=len(train_loader) * config.batch_size * placement.world_size,
+                            task_description=task.describe(), **extra_meta)
     if placement.is_main and not resume:
         run.write_config(config.to_dict())
     trainer = Trainer(config, task, train_loader, test_loader, run, placement, meta, announce)

@@ -1,0 +1,228 @@
+"""The evaluation job: load models, run suites, record every result in the results database.
+
+``evaluate_checkpoints`` is ``robustkd evaluate`` (robustkd checkpoints, one teacher for the relations suite);
+``evaluate_module`` evaluates any ``nn.Module`` mapping [0, 1] inputs to logits (``robustkd.api.evaluate``).
+Both write the same result folders (robustkd/evaluate/runner.py) and the same database rows
+(robustkd/results/store.py), and both check everything they can before a suite runs: the suite files and
+their parameters, the teacher against each model, the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustkd.errors import RobustKDError
+from robustkd.evaluate.suite_file import SuiteFile
+
+Announce = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Where results are recorded: ``db`` (None: nowhere)."""
+
+    db: Path | None
+
+    @classmethod
+    def under(cls, out: Path, db: Path | None = None, enabled: bool = True) -> Recording:
+        """The database of a result root: ``db``, else ``<out>/robustkd.db``; none when not ``enabled``."""
+        return cls(None if not enabled else Path(db) if db is not None else Path(out) / "robustkd.db")
+
+
+@dataclass(frozen=True)
+class EvaluatedSuite:
+    """One (model, suite) result: its folder, whether this call wrote it, its metrics, and the rows recorded
+    (None when nothing was recorded)."""
+
+    model: str
+    suite: str
+    folder: Path
+    written: bool
+    metrics: dict[str, Any]
+    subset: bool
+    recorded_rows: int | None
+
+
+def resolve_suites(names: Sequence[str | SuiteFile], *, has_teacher: bool,
+                   official_dir: Path | None = None) -> list[SuiteFile]:
+    """Suite files for ``names`` (packaged names, ``.toml`` paths, ``all``: every suite, relations only
+    ``has_teacher``); ``official_dir`` sets the corruption suite to read the official files there."""
+    from robustkd.evaluate.suite import Need, suites_in_order
+    from robustkd.evaluate.suite_file import load_suite
+
+    every = [cls.name for cls in suites_in_order() if Need.TEACHER not in cls.needs or has_teacher]
+    suites: list[SuiteFile] = []
+    for entry in names:
+        if isinstance(entry, SuiteFile):
+            suites.append(entry)
+        else:
+            suites.extend(load_suite(name) for name in (every if entry == "all" else [entry]))
+    if official_dir is not None:
+        suites = _with_official_dir(suites, Path(official_dir))
+    return suites
+
+
+def _with_official_dir(suites: list[SuiteFile], folder: Path) -> list[SuiteFile]:
+    if not any(suite.name == "corruption" for suite in suites):
+        raise RobustKDError("--official-dir applies to the corruption suite; add --suite corruption")
+    if not folder.is_dir():
+        raise RobustKDError(f"--official-dir {folder}: no such folder")
+    return [dataclasses.replace(suite, params=dataclasses.replace(suite.params, official_dir=str(folder.resolve()),
+                                                                  source="official"))
+            if suite.name == "corruption" else suite for suite in suites]
+
+
+def module_sha256(model: nn.Module) -> str:
+    """SHA-256 of ``model``'s state dict serialised by safetensors (names sorted, CPU, contiguous): the
+    identity of a model that has no checkpoint file."""
+    from safetensors.torch import save
+
+    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
+    return hashlib.sha256(save(dict(sorted(state.items())))).hexdigest()
+
+
+def evaluate_checkpoints(
+    checkpoints: Sequence[Path], suites: Sequence[str | SuiteFile], *, out: Path = Path("results"),
+    recording: Recording | None = None, teacher: Path | None = None, n_examples: int | None = None,
+    data_dir: str | Path | None = None, allow_embedded: bool = False, device: str | None = None,
+    overwrite: bool = False, skip_finished: bool = False, official_dir: Path | None = None,
+    threads: int | None = None, announce: Announce = print,
+) -> list[EvaluatedSuite]:
+    """``robustkd evaluate``: every suite on every checkpoint, recorded in ``recording.db``.
+
+    Refused before any suite runs (RobustKDError): unknown suites or bad parameters, a teacher of another
+    dataset or class count than a checkpoint, an unusable database, contradictory options.
+    """
+    from robustkd.checkpoint import load_checkpoint, read_sidecar
+    from robustkd.distill.teacher import check_teacher_matches
+    from robustkd.evaluate.result_folder import model_folder_name
+    from robustkd.utils.device import resolve_device
+    from robustkd.utils.threads import set_threads
+
+    recording = recording or Recording.under(out)
+    suite_files = resolve_suites(suites, has_teacher=teacher is not None, official_dir=official_dir)
+    threads_in_use = set_threads(threads)
+    _check_options(n_examples, overwrite, skip_finished, recording)
+    resolved = resolve_device(device)
+    teacher_checkpoint = load_checkpoint(teacher, resolved) if teacher else None
+    for path in checkpoints:  # every sidecar read (and matched to the teacher) before any suite runs
+        meta, _ = read_sidecar(path)
+        if teacher_checkpoint is not None:
+            check_teacher_matches(teacher_checkpoint.meta, teacher, meta["dataset"], meta["num_classes"],
+                                  whom=f"{path} is evaluated")
+    teacher_info = {**teacher_checkpoint.meta, "weights_sha256": teacher_checkpoint.sha256} if teacher_checkpoint else None
+    done: list[EvaluatedSuite] = []
+    for path in checkpoints:
+        checkpoint = load_checkpoint(path, resolved)
+        done += _evaluate_and_record(
+            checkpoint.model, name=model_folder_name(checkpoint.meta["architecture"], checkpoint.sha256),
+            dataset=checkpoint.meta["dataset"], model_info=checkpoint.meta, suites=suite_files, out=out,
+            recording=recording, n_examples=n_examples, data_dir=data_dir, allow_embedded=allow_embedded,
+            device=resolved, overwrite=overwrite, skip_finished=skip_finished,
+            teacher=teacher_checkpoint.model if teacher_checkpoint else None, teacher_info=teacher_info,
+            threads=threads_in_use, announce=announce)
+    return done
+
+
+def evaluate_module(
+    model: nn.Module, suites: Sequence[str | SuiteFile], *, dataset: str, name: str | None = None,
+    model_info: dict[str, Any] | None = None, out: Path = Path("results"), recording: Recording | None = None,
+    teacher: nn.Module | None = None, teacher_info: dict[str, Any] | None = None, n_examples: int | None = None,
+    data_dir: str | Path | None = None, allow_embedded: bool = False, device: str | None = None,
+    overwrite: bool = False, skip_finished: bool = False, threads: int | None = None, announce: Announce = print,
+) -> list[EvaluatedSuite]:
+    """Any model (inputs in [0, 1], NCHW float -> logits) evaluated and recorded like a checkpoint.
+
+    Its identity is the SHA-256 of its state dict (``module_sha256``); ``name`` defaults to
+    ``<ClassName>-<sha256[:12]>``; ``model_info`` may add sidecar-like fields (architecture, method, seed).
+    """
+    from robustkd.data import dataset_info
+    from robustkd.utils.device import resolve_device
+    from robustkd.utils.threads import set_threads
+
+    if not isinstance(model, nn.Module):
+        raise RobustKDError(f"evaluate: expected a torch.nn.Module or a checkpoint path, got {type(model).__name__}")
+    recording = recording or Recording.under(out)
+    info = dataset_info(dataset)
+    suite_files = resolve_suites(suites, has_teacher=teacher is not None)
+    threads_in_use = set_threads(threads)
+    _check_options(n_examples, overwrite, skip_finished, recording)
+    sha = module_sha256(model)
+    architecture = str((model_info or {}).get("architecture") or type(model).__name__)
+    meta = {"architecture": architecture, "dataset": dataset, "num_classes": info.num_classes, "kind": "module",
+            **(model_info or {}), "weights_sha256": sha}
+    if teacher is not None and teacher_info is None:
+        teacher_info = {"architecture": type(teacher).__name__, "dataset": dataset, "num_classes": info.num_classes,
+                        "weights_sha256": module_sha256(teacher)}
+    return _evaluate_and_record(
+        model, name=name or f"{architecture.replace(':', '_')}-{sha[:12]}", dataset=dataset, model_info=meta,
+        suites=suite_files, out=out, recording=recording, n_examples=n_examples, data_dir=data_dir,
+        allow_embedded=allow_embedded, device=resolve_device(device), overwrite=overwrite,
+        skip_finished=skip_finished, teacher=teacher, teacher_info=teacher_info, threads=threads_in_use,
+        announce=announce)
+
+
+def _check_options(n_examples: int | None, overwrite: bool, skip_finished: bool, recording: Recording) -> None:
+    from robustkd.results.store import check_database
+
+    if n_examples is not None and (isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1):
+        raise RobustKDError(f"--n-examples must be a positive integer, got {n_examples}")
+    if overwrite and skip_finished:
+        raise RobustKDError("--overwrite and --skip-finished contradict each other; pass one")
+    if recording.db is not None:
+        check_database(recording.db)
+
+
+def _evaluate_and_record(
+    model: nn.Module, *, name: str, dataset: str, model_info: dict[str, Any], suites: list[SuiteFile], out: Path,
+    recording: Recording, n_examples: int | None, data_dir: str | Path | None, allow_embedded: bool,
+    device: torch.device, overwrite: bool, skip_finished: bool, teacher: nn.Module | None,
+    teacher_info: dict[str, Any] | None, threads: int, announce: Announce,
+) -> list[EvaluatedSuite]:
+    from robustkd.data import resolve_data_dir
+    from robustkd.evaluate.runner import evaluate_model
+    from robustkd.results.store import is_recorded, record_result
+
+    db = recording.db
+
+    def keep_existing(target: Path) -> bool:
+        # A finished result is kept with --skip-finished, and also when it was never recorded (the database
+        # write failed after the suite finished): then this run records it instead of refusing.
+        return skip_finished or (db is not None and not is_recorded(db, target))
+
+    runs = evaluate_model(model, name=name, dataset=dataset, suites=suites, out_root=Path(out),
+                          data_dir=resolve_data_dir(data_dir), device=device, n_examples=n_examples,
+                          model_info=model_info, allow_embedded=allow_embedded, overwrite=overwrite,
+                          seed=int(model_info.get("seed", 0) or 0), teacher=teacher, teacher_info=teacher_info,
+                          keep_existing=keep_existing, threads=threads)
+    done = []
+    for run in runs:
+        rows = None
+        if db is not None and (run.written or not is_recorded(db, run.target)):
+            outcome = record_result(db, run.target)
+            rows = outcome.rows
+            verb = f"replaced its {outcome.replaced} earlier rows with" if outcome.replaced else "added"
+            announce(f"{db}: {verb} {outcome.rows} rows for {run.target}")
+        summary = json.loads((run.target / "summary.json").read_text())
+        evaluated = EvaluatedSuite(name, run.suite, run.target, run.written, summary["metrics"], bool(summary["subset"]),
+                                   rows)
+        announce(describe(evaluated))
+        done.append(evaluated)
+    return done
+
+
+def describe(result: EvaluatedSuite) -> str:
+    """One line: ``<folder>: finished already`` or ``<folder>: <metric> <value>, ... [(subset)]``."""
+    if not result.written:
+        return f"{result.folder}: finished already"
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float))
+    return f"{result.folder}: {shown}{' (subset)' if result.subset else ''}"
