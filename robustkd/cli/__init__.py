@@ -14,6 +14,7 @@ from robustkd import __version__
 from robustkd.cli import corrupt, distill, evaluate, info, results, study, train
 from robustkd.cli.common import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, OneLineErrors
 from robustkd.errors import RobustKDError
+from robustkd.utils.threads import avoid_spin_waiting
 
 __all__ = ["EXIT_INTERNAL_ERROR", "EXIT_USER_ERROR", "build_parser", "main", "os_error_message"]
 
@@ -37,6 +38,9 @@ def build_parser() -> OneLineErrors:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if avoid_spin_waiting() and sys.stderr.isatty():  # before any command loads torch (robustkd/utils/threads.py)
+        print("robustkd: note: the machine is busy; OpenMP threads will wait passively (OMP_WAIT_POLICY=PASSIVE; "
+              "set it yourself to choose)", file=sys.stderr)
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -42,7 +42,8 @@ class DistillRequest:
     ``values``: DistillConfig fields (None = not given), ``teacher`` and ``fuse_teacher`` included;
     ``methods`` / ``students``: comma-separated lists (``ce,kd,cmkd[cmkd_spearman=0.5]``, ``resnet8,wrn_16_2``);
     ``seeds``: a cohort's seeds (None: the single ``values["seed"]``); ``options``: method options given for
-    every member (``--kd-temperature``), over the config file's ``[method_options]``.
+    every member (``--kd-temperature``), over the config file's ``[method_options]``; ``file_values``:
+    config-file keys given as a mapping (a study's recipe table) instead of ``config_file``.
     """
 
     values: dict[str, Any] = field(default_factory=dict)
@@ -53,6 +54,7 @@ class DistillRequest:
     config_file: Path | None = None
     run_dir: Path | None = None
     mode: Mode = Mode.NEW
+    file_values: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def plan_distillation(request: DistillRequest) -> RunPlan[Distillation]:
 
 
 def _new_members(request: DistillRequest) -> list[PlannedMember]:
-    file_values = read_config_file(request.config_file) if request.config_file else {}
+    file_values = read_config_file(request.config_file) if request.config_file else dict(request.file_values or {})
     file_options = file_values.pop("method_options", {})
     if not isinstance(file_options, dict):
         raise RobustKDError(f"--config: [method_options] must be a table of option = value, got {file_options!r}")

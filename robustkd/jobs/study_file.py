@@ -94,7 +94,7 @@ class Study:
     cohorts: list[CohortSpec]
     evaluations: list[EvaluationSpec]
     comparisons: list[ComparisonSpec]
-    reference: str | None
+    question: Any  # robustkd.results.question.Question: the verdict pairs, the reference method, the order
     outputs: OutputsSpec
 
     def cohort(self, name: str) -> CohortSpec:
@@ -166,6 +166,8 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _parse(content: dict[str, Any], path: Path, sha256: str) -> Study:
+    from robustkd.results.question import Question
+
     top = _Reader(content, f"study {path}")
     name = top.get("name", str, path.stem)
     teachers = {}
@@ -202,7 +204,8 @@ def _parse(content: dict[str, Any], path: Path, sha256: str) -> Study:
                   dataset=top.get("dataset", str, "cifar100"), allow_embedded=top.get("allow_embedded", bool, False),
                   runs=top.get("runs", str, f"runs/{name}"), results=top.get("results", str, f"results/{name}"),
                   teachers=teachers, cohorts=cohorts, evaluations=evaluations, comparisons=comparisons,
-                  reference=top.get("reference", str, None), outputs=outputs)
+                  question=Question.from_mapping(top.get("question", dict, {}), where=f"study {path}: [question]"),
+                  outputs=outputs)
     top.done()
     return study
 

@@ -20,10 +20,12 @@ from robustkd.train.config import read_config_file, resolve_config
 @dataclass
 class TrainRequest:
     """A ``robustkd train`` as asked: config values (TrainRunConfig fields; None = not given), an optional
-    config file, the run folder and how to treat it."""
+    config file (or ``file_values``, checked as a config file's keys: a study's table), the run folder and
+    how to treat it."""
 
     values: dict[str, Any] = field(default_factory=dict)
     config_file: Path | None = None
+    file_values: dict[str, Any] | None = None
     run_dir: Path | None = None
     mode: Mode = Mode.NEW
 
@@ -43,7 +45,7 @@ def plan_training(request: TrainRequest) -> RunPlan[TrainRunConfig]:
     if request.mode is Mode.RESUME:
         return RunPlan(Action.RESUME, request.run_dir,
                        config_for_resume(TrainRunConfig, request.run_dir, request.values))  # type: ignore[arg-type]
-    file_values = read_config_file(request.config_file) if request.config_file else {}
+    file_values = read_config_file(request.config_file) if request.config_file else dict(request.file_values or {})
     config = resolve_config(TrainRunConfig, file_values, request.values)
     if request.mode is Mode.NEW:
         return RunPlan(Action.START, request.run_dir, config)  # type: ignore[arg-type]
