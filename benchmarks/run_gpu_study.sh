@@ -98,7 +98,7 @@ fi
 study() { bash scripts/study.sh "${places[@]}" --device "$device" --threads "$threads" "$@"; }
 job() {  # job NAME TRAINING_STAGE: the cohort's training stage, then its evaluation; log in $logs/NAME.log
     local begin=$SECONDS rc
-    { study --only "$2" && study --only evaluate --cohort "$1"; } > "$logs/$1.log" 2>&1
+    { study --stage cohorts --cohort "$1" && study --only evaluate --cohort "$1"; } > "$logs/$1.log" 2>&1
     rc=$?
     echo "$1 $rc $((SECONDS - begin))" > "$logs/$1.status"
 }
@@ -107,7 +107,7 @@ if command -v nvidia-smi > /dev/null; then
     monitor=$!
 fi
 # The teacher first (verified; trained in --smoke): every job distils from it.
-study --only teacher > "$logs/teacher.log" 2>&1 || { say "teacher: failed"; tail -n 5 "$logs/teacher.log" | tee -a "$summary"; }
+study --only teachers --cohort main > "$logs/teacher.log" 2>&1 || { say "teacher: failed"; tail -n 5 "$logs/teacher.log" | tee -a "$summary"; }
 say "teacher: ready ($((SECONDS - started)) s elapsed)"
 pids=()
 set -m   # each job in its own process group: the deadline stops a job with everything it started

@@ -176,6 +176,8 @@ def _parse(content: dict[str, Any], path: Path, sha256: str) -> Study:
         spec = TeacherSpec(teacher_name, reader.get("checkpoint", str, None), reader.get("train", dict, None),
                            reader.get("folder", str, f"teacher-{teacher_name}"))
         reader.done()
+        if spec.train is not None:
+            _check_config_keys(spec.train, "TrainRunConfig", f"study {path}: [teachers.{teacher_name}] train")
         if spec.checkpoint is None and spec.train is None:
             raise RobustKDError(f"study {path}: [teachers.{teacher_name}] needs a checkpoint, a train table or both")
         teachers[teacher_name] = spec
@@ -210,6 +212,21 @@ def _parse(content: dict[str, Any], path: Path, sha256: str) -> Study:
     return study
 
 
+def _check_config_keys(table: dict[str, Any], config: str, where: str) -> None:
+    """Keys and values of a training table, checked as a config file's would be (types, ranges), now rather
+    than when its stage starts. ``init_from`` naming another teacher is resolved later."""
+    from robustkd.distill.command import DistillConfig
+    from robustkd.train.command import TrainRunConfig
+    from robustkd.train.config import resolve_config
+
+    config_cls = {"TrainRunConfig": TrainRunConfig, "DistillConfig": DistillConfig}[config]
+    values = {key: value for key, value in table.items() if key != "init_from"}
+    try:
+        resolve_config(config_cls, values, {"teacher": "checked later"} if config == "DistillConfig" else {})
+    except RobustKDError as exc:
+        raise RobustKDError(f"{where}: {exc}") from None
+
+
 def _unique(names: list[str], what: str) -> None:
     seen = [n for i, n in enumerate(names) if n in names[:i]]
     if seen:
@@ -235,6 +252,7 @@ def _cohort(table: Any, path: Path, index: int, teachers: dict[str, TeacherSpec]
     for key in ("model", "teacher", "method", "method_options", "seed"):
         if key in spec.recipe:
             raise RobustKDError(f"{reader.where}: [recipe] sets {key!r}; a cohort names it in its own keys")
+    _check_config_keys(spec.recipe, "DistillConfig", f"{reader.where}: recipe")
     try:  # the method specs and option values, checked now rather than after the teachers trained
         cohort_members(",".join(spec.methods), ",".join(spec.students), spec.seeds, spec.method_options)
     except RobustKDError as exc:
