@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Cohort distillation against separate runs: the same students, the same batches, measured in one run.
 
-Reference ("separate"): each method trained by the solo ``Trainer`` on its own, as ``robustkd distill
---method M`` does (the teacher runs inside every distilling student's step). Cohort: the ``CohortTrainer``
+Reference ("separate"): each method trained by the ``Trainer`` loop on its own, as separate runs of one student
+each (the teacher runs inside every distilling student's step; ``robustkd distill --method M`` itself is now a
+cohort of one, whose step is the same). Cohort: the ``CohortTrainer``
 steps every method's student on each batch after one teacher forward. Both use robustkd's real loops,
 the same frozen teacher (random weights: only speed is measured), the same loader and batch size. Timed:
 the training steps of one epoch of ``--steps`` batches (a warm-up epoch first; no evaluation, no saving).

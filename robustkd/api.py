@@ -82,23 +82,29 @@ def train(*, run_dir: str | Path | None = None, config: str | Path | None = None
     """Train a model from labels: ``values`` are TrainConfig keys (``model``, ``recipe``, ``epochs``, ``lr``,
     ``init_from``, ...). ``skip_finished``: skip a finished run in ``run_dir``, resume an interrupted one."""
     from robustkd.jobs.train import TrainRequest, plan_training, run_training
+    from robustkd.train.command import TrainRunConfig
 
+    _check_keys(values, TrainRunConfig, "train")
     request = TrainRequest(values, None if config is None else Path(config),
                            None if run_dir is None else Path(run_dir), _mode(resume, skip_finished))
     return run_training(plan_training(request), data_dir=data_dir, stop_after=stop_after,
                         allow_embedded=allow_embedded, announce=announce)
 
 
-def distill(*, teacher: str | Path, students: str = "resnet8x4", methods: str = "kd", seeds: Sequence[int] | None = None,
+def distill(*, teacher: str | Path, students: str | None = None, methods: str | None = None,
+            seeds: Sequence[int] | None = None,
             options: dict[str, Any] | None = None, run_dir: str | Path | None = None, config: str | Path | None = None,
             skip_finished: bool = False, resume: bool = False, data_dir: str | Path | None = None,
             allow_embedded: bool = False, stop_after: int | None = None, announce: Callable[[str], None] = print,
             **values: Any) -> DistillOutcome:
     """Distil ``students`` (comma-separated architectures) from ``teacher`` with ``methods`` (comma-separated,
     ``cmkd[cmkd_spearman=0.5]`` for per-member options): one student without ``seeds`` is a solo run, anything
-    else a cohort paired by seed. ``options``: method options for every member; ``values``: TrainConfig keys."""
+    else a cohort paired by seed (defaults: the config file's, else resnet8x4 and kd). ``options``: method options
+    for every member; ``values``: TrainConfig keys."""
+    from robustkd.distill.command import DistillConfig
     from robustkd.jobs.distill import DistillRequest, plan_distillation, run_distillation
 
+    _check_keys(values, DistillConfig, "distill")
     request = DistillRequest({**values, "teacher": str(teacher)}, methods=methods, students=students,
                              seeds=None if seeds is None else list(seeds), options=dict(options or {}),
                              config_file=None if config is None else Path(config),
@@ -126,6 +132,18 @@ def study(name_or_file: str | Path, *, plan: bool = False, stage: str | None = N
     if not plan:
         runner.run(stages)
     return lines
+
+
+def _check_keys(values: dict[str, Any], config_cls: type, what: str) -> None:
+    import dataclasses
+
+    known = {field.name for field in dataclasses.fields(config_cls)} - {"teacher", "method", "model", "teacher_sha256",
+                                                                         "init_sha256", "method_options"}
+    if what == "train":
+        known |= {"model"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise RobustKDError(f"{what}: unknown setting(s) {', '.join(unknown)}; expected some of: {', '.join(sorted(known))}")
 
 
 def _mode(resume: bool, skip_finished: bool) -> Mode:

@@ -137,6 +137,30 @@ def test_a_diverging_member_stops_alone_and_mixed_architectures_train(
     assert json.loads((folder / "resnet8-kd-s0" / "model.json").read_text())["epoch"] == 2
 
 
+def test_a_solo_student_that_diverges_ends_the_run_with_one_line_and_keeps_its_last_checkpoint(
+        teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A student alone is a cohort of one, but its divergence is the run's error (as it always was)."""
+    run = tmp_path / "solo"
+    assert main(["distill", "--teacher", str(teacher), "--student", "resnet8", "--method", "kd", *TINY,
+                 "--epochs", "1", "--run-dir", str(run)]) == 0
+    kept = _weights(run)
+    capsys.readouterr()
+    code = main(["distill", "--run-dir", str(run), "--resume", "--epochs", "2", "--kd-temperature", "1e-40"])
+    assert code == 2 and "drop --kd-temperature" in capsys.readouterr().err  # options are the saved run's
+    # Diverging from the first step: nothing but the error, and no folder left behind.
+    fresh = tmp_path / "nan"
+    code = main(["distill", "--teacher", str(teacher), "--student", "resnet8", "--method", "kd", *TINY,
+                 "--kd-temperature", "1e-40", "--run-dir", str(fresh)])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and "training diverged: loss became nan at epoch 1, step 1" in error
+    assert "no checkpoint was written" in error and not fresh.exists()
+    assert not (run / "cohort.json").exists() and torch.equal(_weights(run)["net.fc.weight"], kept["net.fc.weight"])
+    # The solo log line names no member.
+    assert main(["distill", "--run-dir", str(run), "--resume", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"resuming {run} after epoch 1" in out and "epoch 2/2: loss " in out
+
+
 @pytest.mark.parametrize("args,expected", [
     (["--method", "kd,bogus"], "unknown distillation method 'bogus'"),
     (["--method", "kd,dist,kd"], "names 'kd' twice"),

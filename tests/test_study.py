@@ -110,10 +110,38 @@ def test_the_quick_plan_uses_the_committed_teacher_only_with_the_real_data(tmp_p
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_teacher_the_study_trained_stays_its_teacher(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint teacher with a training fallback: once the study has its own run of the teacher, it keeps it
+    (its students were distilled from it), even when the checkpoint becomes usable."""
+    monkeypatch.chdir(tmp_path)
+    checkpoint = REPO / "checkpoints" / "cifar100-resnet20"
+    study = _write(tmp_path, f'''name = "sticky"
+allow_embedded = true
+[teachers.teacher]
+checkpoint = "{checkpoint}"
+train = {{ model = "resnet20", epochs = 1, milestones = [1] }}
+''')
+    assert main(["study", "run", str(study), "--plan", "--data-dir", str(tmp_path / "no-data")]) == 0
+    assert "a teacher is trained on the data the students get): to start: runs/sticky/teacher-teacher" in capsys.readouterr().out
+    folder = tmp_path / "runs" / "sticky" / "teacher-teacher"
+    folder.mkdir(parents=True)
+    from robustkd.train.command import TrainRunConfig
+    from robustkd.train.config import resolve_config
+
+    config = resolve_config(TrainRunConfig, {"model": "resnet20", "epochs": 1, "milestones": [1]}, {"dataset": "cifar100"})
+    (folder / "config.json").write_text(json.dumps(config.to_dict()))  # as if killed in its first epoch
+    assert main(["study", "run", str(study), "--plan", "--data-dir", str(REPO / "data")]) == 0
+    assert "runs/sticky/teacher-teacher holds this study's own run of it" in capsys.readouterr().out
+
+
 def test_the_smoke_study_runs_every_stage_and_a_second_run_redoes_nothing(tmp_path: Path) -> None:
+    """First with --jobs 2 (cohorts trained and evaluated two at a time, each in its own process), then again in
+    one process: the second run finds everything finished."""
     env = {**os.environ, "ROBUSTKD_NO_DOWNLOAD": "1", "ROBUSTKD_PROGRESS": "0"}
     command = [sys.executable, "-m", "robustkd.cli", "study", "run", "smoke", "--data-dir", str(tmp_path / "data")]
-    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=1200)
+    first = subprocess.run([*command, "--jobs", "2"], cwd=tmp_path, capture_output=True, text=True, env=env,
+                           timeout=1200)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     results = tmp_path / "results" / "smoke"
     board = pd.read_csv(results / "leaderboard.csv")
@@ -124,7 +152,12 @@ def test_the_smoke_study_runs_every_stage_and_a_second_run_redoes_nothing(tmp_pa
     # Certification ran on the noise-trained students only, and the others were named as skipped.
     certified = board.dropna(subset=["certified_acc_r0.25"]) if "certified_acc_r0.25" in board else board.iloc[:0]
     assert len(certified) == 2 and certified["n_seeds"].eq(2).all()
-    assert "skipped for 8 model(s) trained without Gaussian noise" in first.stdout
+    logs = tmp_path / "results" / "smoke" / "logs"
+    assert "cohorts of cohort noise: started in its own process (1 threads" in first.stdout
+    assert "skipped for 8 model(s) trained without Gaussian noise" in (logs / "evaluate-main.log").read_text()
+    # --cohort: the shared teacher is evaluated once, by the first cohort distilled from it.
+    assert "evaluate clean, calibration on 1 model(s)" in (logs / "evaluate-main.log").read_text()
+    assert "on 1 model(s)\n" not in (logs / "evaluate-ablation.log").read_text()
     # A solo-layout check of the cohort folders and the teachers trained in order (the noise teacher's parent).
     noise_meta = json.loads((tmp_path / "runs" / "smoke" / "teacher-noise" / "model.json").read_text())
     assert noise_meta["init_from"]["path"] == str(Path("runs/smoke/teacher-teacher")) and noise_meta["noise_sd"] == 0.25

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from robustkd.errors import RobustKDError
+
 
 def register(commands: Any) -> None:
     study = commands.add_parser("study", help="run a study file: teachers, cohorts, evaluations, comparisons, "
@@ -24,6 +26,9 @@ def register(commands: Any) -> None:
     run.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     run.add_argument("--threads", type=int, help="CPU threads of this process (default: OMP_NUM_THREADS, else one per core)")
     run.add_argument("--seeds", help="comma-separated seeds for every cohort (default: each cohort's own)")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="train and evaluate this many cohorts at once, each in its own process with its share of "
+                          "the CPU cores (default 1)")
     run.set_defaults(handler=run_study)
     listing = actions.add_parser("list", help="the packaged studies with their descriptions")
     listing.set_defaults(handler=list_studies)
@@ -40,12 +45,14 @@ def run_study(args: argparse.Namespace) -> int:
     from robustkd.utils.threads import set_threads
 
     stages = select_stages(args.stage, args.only)
+    if args.jobs < 1:
+        raise RobustKDError(f"--jobs {args.jobs}: expected a positive integer")
     study = load_study(args.study)
     threads = set_threads(args.threads) if args.threads is not None else None
     settings = StudySettings(runs=args.runs_dir or Path(study.runs), results=args.results_dir or Path(study.results),
                              data_dir=resolve_data_dir(args.data_dir), device=args.device, threads=threads,
                              seeds=parse_seeds(args.seeds) if args.seeds is not None else None,
-                             cohorts=tuple(args.cohort))
+                             cohorts=tuple(args.cohort), jobs=args.jobs)
     runner = StudyRunner(study, settings)
     if args.plan:
         print("\n".join(runner.plan_lines(stages)))

@@ -109,7 +109,8 @@ class CohortTrainer:
         terms = ", ".join(f"{key.removeprefix('train_loss_')} {value:.4g}" for key, value in row.items()
                           if key.startswith("train_loss_"))
         tested = f", test top-1 {row['test_top1']:.2f}%" if "test_top1" in row else ""
-        self.announce(f"epoch {epoch}/{self.epochs} {member.name}: loss {row['train_loss']:.4g} ({terms}){tested} "
+        who = "" if self.stop_on_divergence else f" {member.name}"  # a student alone needs no name
+        self.announce(f"epoch {epoch}/{self.epochs}{who}: loss {row['train_loss']:.4g} ({terms}){tested} "
                       f"({row['epoch_seconds']:.0f} s)")
 
     def _guarded(self, member: CohortMember, action: Callable[[], None]) -> None:

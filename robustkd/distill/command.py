@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustkd.distill.methods import parse_method
 from robustkd.distill.options import DistillOptions
 from robustkd.errors import RobustKDError
 from robustkd.train.config import TrainConfig
@@ -32,11 +31,6 @@ class DistillConfig(TrainConfig):
             raise RobustKDError("distill: --teacher CKPT is required")
         DistillOptions.from_mapping(self.method_options)
         return self
-
-
-def canonical_method(config: DistillConfig) -> str:
-    """The canonical name of ``config.method`` (what the run's saved config records)."""
-    return parse_method(config.method, DistillOptions.from_mapping(config.method_options)).name
 
 
 def teacher_summary(meta: dict[str, Any], path: Path) -> dict[str, Any]:

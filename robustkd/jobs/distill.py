@@ -118,7 +118,10 @@ def _new_members(request: DistillRequest) -> list[PlannedMember]:
         seeds = request.seeds
     else:
         seed = request.values.get("seed")
-        seeds = [int(seed if seed is not None else file_values.get("seed", 0))]
+        seed = seed if seed is not None else file_values.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise RobustKDError(f"config: seed={seed!r}; expected a non-negative integer")
+        seeds = [seed]
     base_options = {**file_options, **request.options}
     specs = cohort_members(str(methods), str(students), seeds, base_options)
     return plan_members(specs, file_values, request.values, base_options)
@@ -126,8 +129,13 @@ def _new_members(request: DistillRequest) -> list[PlannedMember]:
 
 def _resumed_members(request: DistillRequest, solo: bool) -> list[PlannedMember]:
     if request.seeds is not None:
-        raise RobustKDError("--resume continues the cohort with its saved seeds; drop --seeds")
-    values = {**request.values, "method_options": request.options or None}
+        raise RobustKDError(f"--resume continues the {'run with its saved seed' if solo else 'cohort with its saved seeds'}; "
+                            "drop --seeds")
+    # Everything given must equal the saved config (only epochs and device may change): a method or student
+    # named on the command line is compared too, and refused when it differs.
+    values = {**request.values, "method": request.methods, "method_options": request.options or None}
+    if request.students is not None:
+        values["model"] = request.students
     if not solo:
         return plan_resume(request.run_dir, values)  # type: ignore[arg-type]
     config = config_for_resume(DistillConfig, request.run_dir, values)  # type: ignore[arg-type]

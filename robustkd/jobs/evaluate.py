@@ -82,12 +82,16 @@ def _with_official_dir(suites: list[SuiteFile], folder: Path) -> list[SuiteFile]
 
 
 def module_sha256(model: nn.Module) -> str:
-    """SHA-256 of ``model``'s state dict serialised by safetensors (names sorted, CPU, contiguous): the
-    identity of a model that has no checkpoint file."""
+    """SHA-256 of ``model``'s state dict serialised exactly as ``save_checkpoint`` writes weights (safetensors,
+    CPU, contiguous, the checkpoint format's metadata): the identity of a model that has no checkpoint file,
+    equal to the ``weights_sha256`` it would have as a robustkd checkpoint."""
     from safetensors.torch import save
 
-    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
-    return hashlib.sha256(save(dict(sorted(state.items())))).hexdigest()
+    from robustkd.checkpoint import CHECKPOINT_FORMAT
+
+    # Copies: safetensors refuses tensors that share memory (tied weights).
+    state = {name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in model.state_dict().items()}
+    return hashlib.sha256(save(state, metadata={"format": CHECKPOINT_FORMAT})).hexdigest()
 
 
 def evaluate_checkpoints(
@@ -142,10 +146,12 @@ def evaluate_module(
 ) -> list[EvaluatedSuite]:
     """Any model (inputs in [0, 1], NCHW float -> logits) evaluated and recorded like a checkpoint.
 
-    Its identity is the SHA-256 of its state dict (``module_sha256``); ``name`` defaults to
-    ``<ClassName>-<sha256[:12]>``; ``model_info`` may add sidecar-like fields (architecture, method, seed).
+    Its identity is the SHA-256 of its state dict (``module_sha256``); its result folder is
+    ``<name>-<sha256[:12]>`` (``name`` defaults to the architecture, else the class name), so two models never
+    share one; ``model_info`` may add sidecar-like fields (architecture, method, seed).
     """
     from robustkd.data import dataset_info
+    from robustkd.evaluate.result_folder import model_folder_name
     from robustkd.utils.device import resolve_device
     from robustkd.utils.threads import set_threads
 
@@ -164,7 +170,7 @@ def evaluate_module(
         teacher_info = {"architecture": type(teacher).__name__, "dataset": dataset, "num_classes": info.num_classes,
                         "weights_sha256": module_sha256(teacher)}
     return _evaluate_and_record(
-        model, name=name or f"{architecture.replace(':', '_')}-{sha[:12]}", dataset=dataset, model_info=meta,
+        model, name=model_folder_name(name or architecture, sha), dataset=dataset, model_info=meta,
         suites=suite_files, out=out, recording=recording, n_examples=n_examples, data_dir=data_dir,
         allow_embedded=allow_embedded, device=resolve_device(device), overwrite=overwrite,
         skip_finished=skip_finished, teacher=teacher, teacher_info=teacher_info, threads=threads_in_use,

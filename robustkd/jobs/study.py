@@ -26,8 +26,10 @@ from robustkd.jobs.distill import DistillOutcome, DistillRequest, plan_distillat
 from robustkd.jobs.run_plan import Action, Mode, RunPlan
 from robustkd.jobs.study_file import CohortSpec, EvaluationSpec, Study, TeacherSpec
 from robustkd.jobs.train import TrainRequest, plan_training, run_training
+from robustkd.train.skip_finished import run_state
 
 STAGES = ("teachers", "cohorts", "evaluate", "report")
+PARALLEL_STAGES = ("cohorts", "evaluate")  # one process per cohort with --jobs N
 Announce = Callable[[str], None]
 
 
@@ -42,6 +44,7 @@ class StudySettings:
     threads: int | None = None
     seeds: list[int] | None = None
     cohorts: tuple[str, ...] = ()  # evaluate/train only these cohorts (and their teachers); () = every cohort
+    jobs: int = 1  # cohorts trained / evaluated at once, each in its own process with its share of the cores
 
 
 def select_stages(stage: str | None, only: str | None) -> list[str]:
@@ -113,9 +116,12 @@ class StudyRunner:
         return self._real_data
 
     def uses_checkpoint(self, spec: TeacherSpec) -> tuple[bool, str]:
-        """Whether ``spec``'s checkpoint is used, and why not when it is not."""
+        """Whether ``spec``'s checkpoint is used, and why not when it is not. Once the study has a run of the
+        teacher in its runs folder it keeps using that run (its students were distilled from it)."""
         if spec.checkpoint is None:
             return False, "no checkpoint given"
+        if spec.train is not None and run_state(self.settings.runs / spec.folder) != "absent":
+            return False, f"{self.settings.runs / spec.folder} holds this study's own run of it"
         if not _has_sidecar(Path(spec.checkpoint)):
             if spec.train is None:
                 raise RobustKDError(f"study {self.study.name}: teacher {spec.name}'s checkpoint {spec.checkpoint} is "
@@ -125,6 +131,25 @@ class StudyRunner:
             return False, (f"the real {self.study.dataset} is not under {self.settings.data_dir}: a teacher is trained "
                            f"on the data the students get")
         return True, ""
+
+    def teacher_ready(self, name: str) -> bool:
+        """A checkpoint teacher is ready when its sidecar is there; a trained one when its run is finished (a
+        half-trained teacher is neither distilled from nor evaluated)."""
+        spec = self.study.teachers[name]
+        if self.uses_checkpoint(spec)[0]:
+            return True
+        return run_state(self.settings.runs / spec.folder) == "finished"
+
+    def obtain_data(self) -> None:
+        """Read the study's training data once as the cohorts will (downloading it where allowed), so that
+        the choice of teacher is made with the data the students get."""
+        if self.real_data_present() or not self.study.allow_embedded:
+            return
+        from robustkd.data import load_image_dataset
+
+        load_image_dataset(self.study.dataset, "train", self.settings.data_dir, allow_embedded=True,
+                           announce=self.announce)
+        self._real_data = None  # decided again: the download may have brought the real set
 
     def teacher_path(self, name: str) -> Path:
         spec = self.study.teachers[name]
@@ -155,13 +180,13 @@ class StudyRunner:
         if self.uses_checkpoint(spec)[0]:
             return None
         parent = (spec.train or {}).get("init_from")
-        if isinstance(parent, str) and parent in self.study.teachers and not _has_sidecar(self.teacher_path(parent)):
+        if isinstance(parent, str) and parent in self.study.teachers and not self.teacher_ready(parent):
             return None
         return plan_training(self.train_request(spec))
 
     def cohort_plan(self, cohort: CohortSpec) -> RunPlan[Any] | None:
-        """The cohort's plan; None while its teacher does not exist yet."""
-        if not _has_sidecar(self.teacher_path(cohort.teacher)):
+        """The cohort's plan; None while its teacher is not ready (absent or still training)."""
+        if not self.teacher_ready(cohort.teacher):
             return None
         return plan_distillation(self.distill_request(cohort))
 
@@ -180,10 +205,16 @@ class StudyRunner:
             reason = f" ({why_not})" if spec.checkpoint else ""
             lines.append(f"  [teacher {spec.name}] {spec.train.get('model', 'resnet20')} trained{reason}: {state}")  # type: ignore[union-attr]
         for cohort in self.cohorts():
-            plan = self.cohort_plan(cohort)
+            try:
+                plan = self.cohort_plan(cohort)
+            except RobustKDError as exc:
+                if "cohorts" in stages or "evaluate" in stages:
+                    raise
+                lines.append(f"  [cohort {cohort.name}] not usable: {exc}")
+                continue
             seeds = self.settings.seeds or cohort.seeds
             state = plan.line("distill").removeprefix("distill: ") if plan else \
-                f"to start once teacher {cohort.teacher} exists: {self.settings.runs / cohort.folder}"
+                f"to start once teacher {cohort.teacher} is trained: {self.settings.runs / cohort.folder}"
             lines.append(f"  [cohort {cohort.name}] {'+'.join(cohort.students)} x ({','.join(cohort.methods)}) x seeds "
                          f"{','.join(map(str, seeds))}: {state}")
         for number, evaluation in enumerate(study.evaluations, 1):
@@ -204,9 +235,54 @@ class StudyRunner:
             self.announce(line)
         for stage in stages:
             self.announce(f"[{stage}]")
-            getattr(self, f"_run_{stage}")()
+            if stage in PARALLEL_STAGES and self.settings.jobs > 1 and len(self.cohorts()) > 1:
+                self._run_in_processes(stage)
+            else:
+                getattr(self, f"_run_{stage}")()
+
+    def _run_in_processes(self, stage: str) -> None:
+        """``stage`` for each selected cohort in a process of its own (``--only STAGE --cohort NAME``), at most
+        ``jobs`` at once, each with ``share_environment(jobs)`` (its share of the cores, passive OpenMP waiting:
+        docs/benchmarks.md); output in ``<results>/logs/<stage>-<cohort>.log``."""
+        import subprocess
+        import sys
+        import time
+
+        from robustkd.utils.threads import share_environment
+
+        settings = self.settings
+        logs = settings.results / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        environment = share_environment(settings.jobs)
+        queue = [cohort.name for cohort in self.cohorts()]
+        running: dict[str, tuple[subprocess.Popen, Path]] = {}
+        failed = []
+        while queue or running:
+            while queue and len(running) < settings.jobs:
+                name = queue.pop(0)
+                command = [sys.executable, "-m", "robustkd.cli", "study", "run", str(self.study.path), "--only", stage,
+                           "--cohort", name, "--runs-dir", str(settings.runs), "--results-dir", str(settings.results),
+                           "--data-dir", str(settings.data_dir)]
+                command += ["--device", settings.device] if settings.device else []
+                command += ["--seeds", ",".join(map(str, settings.seeds))] if settings.seeds else []
+                log = logs / f"{stage}-{name}.log"
+                with open(log, "w") as handle:
+                    running[name] = (subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
+                                                      env=environment), log)
+                self.announce(f"  {stage} of cohort {name}: started in its own process "
+                              f"({environment['OMP_NUM_THREADS']} threads; log {log})")
+            for name, (process, log) in list(running.items()):
+                if process.poll() is not None:
+                    del running[name]
+                    self.announce(f"  {stage} of cohort {name}: exit {process.returncode}")
+                    if process.returncode != 0:
+                        failed.append(f"{name} (exit {process.returncode}; see {log})")
+            time.sleep(0.5)
+        if failed:
+            raise RobustKDError(f"study {self.study.name}: the {stage} stage failed for {', '.join(failed)}")
 
     def _run_teachers(self) -> None:
+        self.obtain_data()
         for spec in self.teachers():
             used, why_not = self.uses_checkpoint(spec)
             if used:
@@ -263,8 +339,8 @@ class StudyRunner:
     def _run_evaluate(self) -> None:
         from robustkd.jobs.evaluate import Recording, evaluate_checkpoints
 
-        selected = {c.name for c in self.cohorts()} | {t.name for t in self.teachers()}
-        waiting = set()
+        selected = {c.name for c in self.cohorts()} | self.evaluated_teachers()
+        waiting: set[str] = set()
         for evaluation in self.study.evaluations:
             for models, teacher in self._evaluation_groups(evaluation, selected, waiting):
                 for suites, group in self._suites_for(evaluation, models, teacher is not None):
@@ -278,6 +354,17 @@ class StudyRunner:
         for name in sorted(waiting):
             self.announce(f"  {name}: not finished yet; its evaluation runs when it is (run the study again)")
 
+    def evaluated_teachers(self) -> set[str]:
+        """Teachers this run evaluates: every teacher; with ``--cohort``, those the selected cohorts own (a teacher
+        is owned by the first cohort of the file that distils from it), so that processes running separate
+        cohorts at once never evaluate one teacher twice."""
+        if not self.settings.cohorts:
+            return set(self.study.teachers)
+        owners: dict[str, str] = {}
+        for cohort in self.study.cohorts:
+            owners.setdefault(cohort.teacher, cohort.name)
+        return {teacher for teacher, owner in owners.items() if owner in self.settings.cohorts}
+
     def _evaluation_groups(self, evaluation: EvaluationSpec, selected: set[str],
                            waiting: set[str]) -> list[tuple[list[Path], Path | None]]:
         """(checkpoints, teacher for suites that need one) per model entry of the evaluation."""
@@ -286,9 +373,8 @@ class StudyRunner:
             if name not in selected:
                 continue
             if name in self.study.teachers:
-                path = self.teacher_path(name)
-                if _has_sidecar(path):
-                    groups.append(([path], None))
+                if self.teacher_ready(name):
+                    groups.append(([self.teacher_path(name)], None))
                 else:
                     waiting.add(f"teacher {name}")
                 continue

@@ -177,6 +177,9 @@ def _parse(content: dict[str, Any], path: Path, sha256: str) -> Study:
                            reader.get("folder", str, f"teacher-{teacher_name}"))
         reader.done()
         if spec.train is not None:
+            if "dataset" in spec.train:
+                raise RobustKDError(f"study {path}: [teachers.{teacher_name}] train sets 'dataset'; the dataset is "
+                                    "the study's")
             _check_config_keys(spec.train, "TrainRunConfig", f"study {path}: [teachers.{teacher_name}] train")
         if spec.checkpoint is None and spec.train is None:
             raise RobustKDError(f"study {path}: [teachers.{teacher_name}] needs a checkpoint, a train table or both")
@@ -249,9 +252,10 @@ def _cohort(table: Any, path: Path, index: int, teachers: dict[str, TeacherSpec]
                       reader.get("recipe", dict, {}), reader.get("method_options", dict, {}),
                       reader.get("folder", str, name))
     reader.done()
-    for key in ("model", "teacher", "method", "method_options", "seed"):
+    for key in ("model", "teacher", "method", "method_options", "seed", "dataset"):
         if key in spec.recipe:
-            raise RobustKDError(f"{reader.where}: [recipe] sets {key!r}; a cohort names it in its own keys")
+            raise RobustKDError(f"{reader.where}: recipe sets {key!r}; a cohort names it in its own keys "
+                                "(the dataset is the study's)")
     _check_config_keys(spec.recipe, "DistillConfig", f"{reader.where}: recipe")
     try:  # the method specs and option values, checked now rather than after the teachers trained
         cohort_members(",".join(spec.methods), ",".join(spec.students), spec.seeds, spec.method_options)
@@ -280,7 +284,7 @@ def _evaluation(table: Any, path: Path, index: int, models: set[str]) -> Evaluat
 
 
 def _comparison(table: Any, path: Path, index: int) -> ComparisonSpec:
-    from robustkd.results.paired import parse_pair
+    from robustkd.results.question import parse_pair
 
     reader = _Reader(table, f"study {path}: [[comparisons]] #{index + 1}")
     spec = ComparisonSpec(reader.get("name", str), reader.strings("pairs", []), reader.strings("metrics", []),
@@ -289,5 +293,12 @@ def _comparison(table: Any, path: Path, index: int) -> ComparisonSpec:
     if not spec.name.replace("_", "").replace("-", "").isalnum():
         raise RobustKDError(f"{reader.where}: name {spec.name!r} must be letters, digits, '-' and '_' (a file name)")
     for pair in spec.pairs:
-        parse_pair(pair)
+        parse_pair(pair, where=reader.where + ": pair")
+    from robustkd.results.leaderboard import leaderboard_columns
+
+    known = {column.name for column in leaderboard_columns()}
+    unknown = [metric for metric in spec.metrics if metric not in known and not metric.startswith("certified_acc_r")]
+    if unknown:
+        raise RobustKDError(f"{reader.where}: unknown metric {unknown[0]!r}; expected leaderboard columns such as "
+                            f"{', '.join(sorted(known)[:6])}, ...")
     return spec

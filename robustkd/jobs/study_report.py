@@ -75,8 +75,12 @@ def _comparisons(study: Study, frame, results: Path, announce: Callable[[str], N
         specs = [ComparisonSpec("compare", [], [], False)]
     for spec in specs:
         pairs = [parse_pair(text) for text in spec.pairs] or None
-        comparison = compare(frame, metrics=spec.metrics or None, pairs=pairs, question=study.question)
         target = results / f"{spec.name}.md"
+        try:
+            comparison = compare(frame, metrics=spec.metrics or None, pairs=pairs, question=study.question)
+        except RobustKDError as exc:  # students or labels not in the database yet: the other outputs go on
+            announce(f"{spec.name}: not written ({exc})")
+            continue
         if comparison.rows.empty:
             announce(f"{spec.name}: nothing to compare yet (no paired students with these metrics); not written")
             continue

@@ -140,6 +140,9 @@ def resolve_config(
     defaults = config_cls()
     recipe = merged_pre.get("recipe", defaults.recipe)
     model = merged_pre.get(model_key, getattr(defaults, model_key))
+    for key, value in (("recipe", recipe), (model_key, model)):
+        if not isinstance(value, str):
+            raise RobustKDError(f"config: {key}={value!r}; expected a name (a string)")
     values = {**recipe_values(recipe, model), **merged_pre}
     try:
         config = dataclasses.replace(defaults, **values)

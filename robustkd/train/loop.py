@@ -1,7 +1,9 @@
-"""The solo epoch loop: one student, its own data order, a progress bar, a save after every epoch.
+"""The epoch loop of a model trained from labels (``robustkd train``): its own data order, a progress bar, a
+save after every epoch.
 
 The per-student work (SGD with step decay, AMP, DDP, the NaN guard, metrics, saving) lives in
-``StudentRun``; a cohort (robustkd/distill/cohort.py) drives several of them on shared batches.
+``StudentRun``; distillation, alone or in a cohort, runs in robustkd/distill/cohort.py on the same
+``StudentRun``.
 Everything random in epoch ``e`` derives from ``(seed, e)``: data order, augmentation and torch's global
 RNG. Resuming from the state saved after epoch ``e`` therefore reproduces an uninterrupted run bit for bit
 on the CPU in deterministic mode.

@@ -1,9 +1,9 @@
 """One student's optimisation inside a training loop: SGD, loss scaling, running metrics, saves, resume.
 
 A ``StudentRun`` owns everything that belongs to one trained model — its task, optimizer, gradient scaler,
-metrics history and run directory — but not the data or the epoch loop: the solo ``Trainer`` drives one,
-a cohort drives several on the same batches. A step is the same code either way, which is what makes a
-student trained in a cohort bit-identical (CPU, deterministic mode) to the same student trained alone.
+metrics history and run directory — but not the data or the epoch loop: the ``Trainer`` drives one model
+trained from labels (``robustkd train``), ``CohortTrainer`` drives every distilled student (a cohort, or a
+student alone as a cohort of one). A step is the same code either way.
 
 Everything random in epoch ``e`` of a student derives from ``(seed, e)``. With ``isolate_rng`` the student
 keeps its own copy of torch's global RNG state and swaps it in for its own steps only, so students that

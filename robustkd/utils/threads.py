@@ -48,17 +48,25 @@ def set_threads(threads: int | None) -> int:
 def avoid_spin_waiting(environ: MutableMapping[str, str] = os.environ, load: float | None = None) -> bool:
     """Set ``OMP_WAIT_POLICY=PASSIVE`` in ``environ`` when it is unset and the machine is already busy.
 
-    Busy: the 1-minute load average (``load``, else ``os.getloadavg()``), rounded, is at least 1 core.
+    Busy: the 1-minute load average (``load``, else ``os.getloadavg()``) is at least 1.0, one core's worth of
+    other work (not rounded: a job that just ended leaves a decaying average, under 1.0 within a minute).
     Returns True only when it set the variable. An explicit ``OMP_WAIT_POLICY`` (any value) is left alone.
     OpenMP reads the variable once, when torch is loaded: if torch is already imported nothing is changed
     and False is returned. Does not change results (only how idle threads wait), nor the thread count.
     """
     if "torch" in sys.modules or WAIT_POLICY in environ:
         return False
-    if (round(load) if load is not None else busy_cores()) < 1:
+    if (load if load is not None else _load_average()) < 1.0:
         return False
     environ[WAIT_POLICY] = "PASSIVE"
     return True
+
+
+def _load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):  # pragma: no cover - platforms without a load average
+        return 0.0
 
 
 def share_environment(jobs: int, cores: int | None = None, base: Mapping[str, str] = os.environ) -> dict[str, str]:
