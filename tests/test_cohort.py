@@ -146,7 +146,7 @@ def test_a_solo_student_that_diverges_ends_the_run_with_one_line_and_keeps_its_l
     kept = _weights(run)
     capsys.readouterr()
     code = main(["distill", "--run-dir", str(run), "--resume", "--epochs", "2", "--kd-temperature", "1e-40"])
-    assert code == 2 and "drop --kd-temperature" in capsys.readouterr().err  # options are the saved run's
+    assert code == 2 and "drop --method-options" in capsys.readouterr().err  # options are the saved run's
     # Diverging from the first step: nothing but the error, and no folder left behind.
     fresh = tmp_path / "nan"
     code = main(["distill", "--teacher", str(teacher), "--student", "resnet8", "--method", "kd", *TINY,

@@ -90,7 +90,7 @@ def test_the_quick_plan_runs_nothing_and_certifies_nothing(tmp_path: Path, capsy
     assert main(["study", "run", "quick", "--plan", "--data-dir", str(tmp_path / "data")]) == 0
     out = capsys.readouterr().out
     assert "[teacher teacher] resnet20 trained (checkpoints/cifar100-resnet20 is missing): to start: runs/quick/teacher-resnet20" in out
-    assert "[cohort students] resnet8 x (ce,kd,dist,cmkd) x seeds 0: to start once teacher teacher exists" in out
+    assert "[cohort students] resnet8 x (ce,kd,dist,cmkd) x seeds 0: to start once teacher teacher is trained" in out
     assert "certified: not run (this study trains no model with Gaussian noise" in out
     assert list(tmp_path.iterdir()) == []
 

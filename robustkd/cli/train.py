@@ -24,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
 
     mode = run_mode(args)
     set_threads(args.threads)
-    request = TrainRequest({**config_values(args), "init_from": args.init_from}, args.config, args.run_dir, mode)
+    request = TrainRequest({**config_values(args), "init_from": args.init_from}, config_file=args.config,
+                           run_dir=args.run_dir, mode=mode)
     plan = plan_training(request)
     if plan.action is Action.SKIP or args.plan:
         say_plan_line(plan.line("train"))

@@ -25,9 +25,9 @@ class TrainRequest:
 
     values: dict[str, Any] = field(default_factory=dict)
     config_file: Path | None = None
-    file_values: dict[str, Any] | None = None
     run_dir: Path | None = None
     mode: Mode = Mode.NEW
+    file_values: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
