@@ -28,7 +28,7 @@ PACKAGED = REPO / "robustkd" / "evaluate" / "suites_data"
 USER_COPY = REPO / "eval_suites"
 EXPECTED = {"adversarial", "calibration", "certified", "clean", "corruption", "paper_certified", "quick/adversarial",
             "quick/certified", "relations", "study/adversarial", "study/certified",
-            "study/certified_500"}
+            "study/certified_500", "smoke/corruption", "smoke/adversarial"}
 
 
 def _tomls(root: Path) -> dict[str, bytes]:
@@ -136,6 +136,13 @@ def test_installed_wheel_runs_a_named_suite_from_an_empty_directory(installed: P
     assert summary["suite"] == "clean" and summary["n_examples"] == 200
     assert summary["suite_sha256"] == _sha256(USER_COPY / "clean.toml")
     assert Path(summary["suite_file"]).resolve().is_relative_to(installed.resolve())
+    # The packaged studies come with the wheel: listed, and planned from an empty folder.
+    listed = subprocess.run([str(installed / "bin" / "robustkd"), "study", "list"], cwd=empty, env=_clean_env(),
+                            capture_output=True, text=True, check=True).stdout
+    assert [line.split()[0] for line in listed.splitlines()] == ["cmkd", "paper", "quick", "smoke"]
+    plan = subprocess.run([str(installed / "bin" / "robustkd"), "study", "run", "smoke", "--plan"], cwd=empty,
+                          env=_clean_env(), capture_output=True, text=True, check=True).stdout
+    assert "[cohort main] resnet8 x (ce,kd,dist,cmkd) x seeds 0,1: to start once teacher teacher is trained" in plan
 
 
 @pytest.mark.slow
