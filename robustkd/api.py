@@ -7,10 +7,12 @@
     api.distill(teacher="runs/teacher", students="resnet8", methods="ce,kd,dist,cmkd", seeds=[0, 1, 2],
                 run_dir="runs/cohort")
     api.study("quick", plan=True)
+    api.import_model("timm:resnet10t", out="checkpoints/resnet10t", weights="resnet10t.safetensors")
 
 Every function records what the command records (result folders and database rows for ``evaluate``; run
-folders for ``train`` and ``distill``) and raises ``robustkd.errors.RobustKDError`` for a bad input before
-any work starts. Models take inputs in [0, 1] (NCHW float) and return logits.
+folders for ``train`` and ``distill``; a verified checkpoint folder for ``import_model``) and raises
+``robustkd.errors.RobustKDError`` for a bad input before any work starts. Models take inputs in [0, 1] (NCHW
+float) and return logits.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from robustkd.errors import RobustKDError
 from robustkd.evaluate.suite_file import SuiteFile
 from robustkd.jobs.distill import DistillOutcome
 from robustkd.jobs.evaluate import EvaluatedSuite
+from robustkd.jobs.import_model import ImportOutcome
 from robustkd.jobs.run_plan import Mode
 from robustkd.jobs.train import TrainOutcome
 
-__all__ = ["distill", "evaluate", "study", "train"]
+__all__ = ["distill", "evaluate", "import_model", "study", "train"]
 
 
 def evaluate(
@@ -132,6 +135,29 @@ def study(name_or_file: str | Path, *, plan: bool = False, stage: str | None = N
     if not plan:
         runner.run(stages)
     return lines
+
+
+def import_model(source: str, out: str | Path, *, architecture: str | None = None, dataset: str | None = None,
+                 num_classes: int | None = None, weights: str | Path | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 model_dir: str | Path | None = None, torchvision_weights: str | None = None,
+                 model_kwargs: dict[str, Any] | None = None, input_size: int | None = None,
+                 crop_pct: float | None = None, interpolation: str | None = None,
+                 announce: Callable[[str], None] = print) -> ImportOutcome:
+    """``robustkd import``: write a verified checkpoint of ``source`` (``timm:NAME``, ``torchvision:NAME``,
+    ``robustbench:DATASET/THREAT/NAME``, a ``.onnx`` file, or a state dict file of a zoo ``architecture``) into the
+    new folder ``out``; the sidecar records the source (kind, name, file SHA-256, library and version) and the
+    input preprocessing. Nothing is downloaded, no code in a file runs, nothing is written on an error."""
+    from robustkd.imports import ImportOptions
+    from robustkd.jobs.import_model import ImportRequest
+    from robustkd.jobs.import_model import import_model as run_import
+
+    options = ImportOptions(architecture=architecture, dataset=dataset, num_classes=num_classes,
+                            weights=None if weights is None else Path(weights), mean=mean, std=std,
+                            model_dir=None if model_dir is None else Path(model_dir),
+                            torchvision_weights=torchvision_weights, model_kwargs=dict(model_kwargs or {}),
+                            input_size=input_size, crop_pct=crop_pct, interpolation=interpolation)
+    return run_import(ImportRequest(str(source), Path(out), options), announce=announce)
 
 
 def _check_keys(values: dict[str, Any], config_cls: type, what: str) -> None:

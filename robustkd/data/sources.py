@@ -17,7 +17,7 @@ import torch
 from robustkd.data.cifar import CIFAR_SPECS, DataNotFoundError, download_cifar, load_cifar
 from robustkd.data.dataset import ImageDataset
 from robustkd.data.embedded import load_embedded_cifar100
-from robustkd.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, FolderBatchLoader, imagenet_folder
+from robustkd.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, EvalPreprocessing, FolderBatchLoader, imagenet_folder
 from robustkd.data.loader import TensorBatchLoader
 from robustkd.data.synthetic import SYNTHETIC_MEAN, SYNTHETIC_STD, make_synthetic
 from robustkd.errors import RobustKDError
@@ -107,10 +107,12 @@ def make_loader(
     allow_embedded: bool = False,
     announce: Callable[[str], None] = print,
     limit: int | None = None,
+    preprocessing: EvalPreprocessing | None = None,
 ) -> TensorBatchLoader | FolderBatchLoader:
-    """A batch loader for ``split`` of dataset ``name``; ``limit`` keeps a prefix of the examples."""
+    """A batch loader for ``split`` of dataset ``name``; ``limit`` keeps a prefix of the examples;
+    ``preprocessing``: an ImageNet model's own evaluation transform (other datasets are used as stored)."""
     if name == "imagenet":
-        folder = imagenet_folder(data_dir, split)
+        folder = imagenet_folder(data_dir, split, preprocessing)
         if limit is not None:
             folder.samples = folder.samples[:limit]
             folder.targets = folder.targets[:limit]

@@ -10,8 +10,9 @@ from pathlib import Path
 
 
 def model_folder_name(architecture: str, weights_sha256: str) -> str:
-    """``<architecture>-<first 12 hex digits of the weights' sha256>`` (``:`` of zoo names made ``_``)."""
-    return f"{architecture.replace(':', '_')}-{weights_sha256[:12]}"
+    """``<architecture>-<first 12 hex digits of the weights' sha256>`` (``:`` of zoo names and ``/`` of imported
+    RobustBench names made ``_``)."""
+    return f"{architecture.replace(':', '_').replace('/', '_')}-{weights_sha256[:12]}"
 
 
 def result_folder(out_root: Path, model_folder: str, suite: str, n_examples: int | None) -> Path:
