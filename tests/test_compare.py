@@ -268,8 +268,8 @@ def test_cli_compare_plot(db: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     (tmp_path / "kept.png").write_bytes(b"old")
     assert main(["compare", "--db", str(db), "--plot", str(tmp_path / "kept.png"),
                  "--out", str(tmp_path / "file" / "c.md"), "--format", "md"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("robustkd: error: --plot") and "cannot write" in err and err.count("\n") == 1, err
+    err = capsys.readouterr().err  # refused before anything is rendered (robustkd/utils/output_path.py)
+    assert err.startswith("robustkd: error: --out") and "cannot write" in err and err.count("\n") == 1, err
     assert (tmp_path / "kept.png").read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "forest.png", "kept.png"]
     # Both given and writable: both written, the text as asked.

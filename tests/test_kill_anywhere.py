@@ -1,7 +1,8 @@
 """Kill anywhere, lose nothing: SIGKILL a command at its save boundaries (the ROBUSTKD_KILL_AT hook of
 robustkd/utils/fault_injection.py) and at random times, run the same command again, and compare with an
 uninterrupted run: bit-identical final weights for training and distillation (--deterministic), identical
-result tables for the resumable suites.
+result tables for the resumable suites, and identical rows in the results database (which a kill while it is
+being created leaves absent or complete, never empty).
 
 The default run kills at a few boundaries of each kind; ``--run-all`` (the slow tests) kills at every
 boundary and at random times, and prints ``k/N identical``.
@@ -14,6 +15,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -70,19 +72,44 @@ def _tables(out: Path) -> dict[str, object]:
     return found
 
 
+def _rows(cwd: Path) -> dict[str, object]:
+    """The results database's rows under ``cwd/out`` (minus the recording time; result folders relative to
+    ``cwd``) and any temporary database a killed creator left there."""
+    out = cwd / "out"
+    litter = sorted(path.name for path in out.glob(".*.creating*"))
+    db = out / "robustkd.db"
+    if not db.is_file():
+        return {"rows": None, "litter": litter}
+    with sqlite3.connect(db) as connection:
+        frame = pd.read_sql_query("SELECT * FROM results", connection)
+    frame = frame.drop(columns=["created"])
+    frame["result_dir"] = [str(Path(path).relative_to(cwd.resolve())) for path in frame["result_dir"]]
+    return {"rows": frame.sort_values(["suite", "metric", "subset"]).to_csv(index=False), "litter": litter}
+
+
+def _results(cwd: Path) -> dict[str, object]:
+    """Result tables and database rows: both must come out identical after any kill."""
+    return {**_tables(cwd / "out"), **_rows(cwd)}
+
+
 def _kill_and_resume(args: list[str], cwd: Path, kill_at: int) -> subprocess.CompletedProcess:
     killed = _run(args, cwd, kill_at=kill_at)
     assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr[-2000:])
     return _run(args, cwd)
 
 
-def _check(name: str, args: list[str], tmp_path: Path, outcome, points: list[int] | None) -> None:
-    """Kill ``args`` at each boundary in ``points`` (None: every boundary), resume, compare ``outcome``."""
+def _check(name: str, args: list[str], tmp_path: Path, outcome, points: list[int] | None,
+           named: str | None = None) -> None:
+    """Kill ``args`` at each boundary in ``points`` (None: every boundary; with ``named``: every boundary whose
+    name holds it), resume, compare ``outcome``."""
     reference_dir = tmp_path / "reference"
     reference_dir.mkdir()
     boundaries = _boundaries(args, reference_dir)
     expected = outcome(reference_dir)
     chosen = range(1, len(boundaries) + 1) if points is None else [p for p in points if p <= len(boundaries)]
+    if named is not None:
+        chosen = [point for point, boundary in enumerate(boundaries, 1) if named in boundary]
+        assert chosen, boundaries
     identical, failures = 0, []
     for point in chosen:
         work = tmp_path / f"kill{point}"
@@ -117,7 +144,14 @@ def test_train_killed_at_save_boundaries_resumes_to_identical_weights(tmp_path: 
 
 def test_corruption_suite_killed_at_save_boundaries_gives_identical_tables(checkpoint: Path, tmp_path: Path) -> None:
     args = _evaluate_args(checkpoint, _suite(tmp_path, CORRUPTION))
-    _check("corruption", args, tmp_path, lambda cwd: _tables(cwd / "out"), [5, 10])
+    _check("corruption", args, tmp_path, _results, [5, 10])
+
+
+def test_evaluate_killed_while_creating_the_database_records_every_row(checkpoint: Path, tmp_path: Path) -> None:
+    """A SIGKILL just before and just after the new database is linked into place: the next run finds no
+    database or a complete one (never a table-less file it refuses) and records the same rows."""
+    args = _evaluate_args(checkpoint, _suite(tmp_path, 'suite = "clean"\nbatch_size = 10\n'))
+    _check("database creation", args, tmp_path, _results, None, named="database")
 
 
 @pytest.mark.slow
@@ -130,8 +164,7 @@ def test_every_save_boundary(checkpoint: Path, tmp_path: Path, name: str) -> Non
                lambda cwd: _weights(cwd / "run"), None)
     else:
         text = {"corruption": CORRUPTION, "adversarial": ADVERSARIAL, "certified": CERTIFIED}[name]
-        _check(name, _evaluate_args(checkpoint, _suite(tmp_path, text)), tmp_path, lambda cwd: _tables(cwd / "out"),
-               None)
+        _check(name, _evaluate_args(checkpoint, _suite(tmp_path, text)), tmp_path, _results, None)
 
 
 @pytest.mark.slow

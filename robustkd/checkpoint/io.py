@@ -3,7 +3,9 @@
 The weights are written first, the sidecar last; the sidecar records the weights' sha256, so a reader
 that finds a sidecar finds the weights it describes (a torn pair fails the hash check with a clear
 message). Nothing here unpickles: safetensors holds tensors only, and foreign ``.pth``/``.pt`` files are
-read with ``torch.load(weights_only=True)``.
+read with ``torch.load(weights_only=True)`` (``state_dicts.py``). A checkpoint written by ``robustkd import``
+names a network of another library (``timm:``, ``torchvision:``, ``robustbench:``, ``onnx:``) and its
+``architecture_options``; ``robustkd.models.foreign`` rebuilds it before the weights are loaded strictly.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import robustkd
+from robustkd.checkpoint.state_dicts import fit_state_dict, read_state_dict
+from robustkd.checkpoint.verify import check_state, checked_weights_path, read_sidecar_json
+from robustkd.utils.safetensors_io import save_safetensors
 from robustkd.errors import RobustKDError
-from robustkd.models import Normalized, build_model, build_network, canonical_model_name
+from robustkd.models import Normalized, build_network, canonical_model_name
+from robustkd.models.foreign import build_checkpoint_network, is_foreign
 from robustkd.utils.atomic import write_json_atomic, write_with_atomic
 
 CHECKPOINT_FORMAT = "robustkd-checkpoint/1"
@@ -65,7 +70,7 @@ def save_checkpoint(stem: Path, model: Normalized, meta: dict[str, Any]) -> Path
     weights_path = stem.with_name(stem.name + ".safetensors")
     sidecar_path = stem.with_name(stem.name + ".json")
     state = _contiguous_state(model)
-    write_with_atomic(weights_path, lambda tmp: save_file(state, str(tmp), metadata={"format": CHECKPOINT_FORMAT}))
+    write_with_atomic(weights_path, lambda tmp: save_safetensors(state, tmp, metadata={"format": CHECKPOINT_FORMAT}))
     sidecar = {
         **meta,
         "format": CHECKPOINT_FORMAT,
@@ -94,10 +99,7 @@ def read_sidecar(path: Path) -> tuple[dict[str, Any], Path]:
     sidecar_path = _sidecar_path(path)
     if not sidecar_path.is_file():
         raise RobustKDError(f"checkpoint: no sidecar {sidecar_path}; expected a robustkd checkpoint (.json + .safetensors)")
-    try:
-        meta = json.loads(sidecar_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RobustKDError(f"checkpoint: {sidecar_path} is not valid JSON ({exc})") from None
+    meta = read_sidecar_json(sidecar_path)  # bounded size and depth (robustkd/checkpoint/verify.py)
     if not isinstance(meta, dict):
         raise RobustKDError(f"checkpoint: {sidecar_path} must hold a JSON object (a {CHECKPOINT_FORMAT} sidecar)")
     missing = [field for field in REQUIRED_FIELDS if field not in meta]
@@ -142,6 +144,32 @@ def _sidecar_problem(meta: dict[str, Any]) -> str | None:
             return f"{key} = {meta[key]!r}; expected a non-negative integer"
     if "dataset" in meta and not isinstance(meta["dataset"], str):
         return f"dataset = {meta['dataset']!r}; expected a dataset name"
+    return _imported_fields_problem(meta)
+
+
+def _imported_fields_problem(meta: dict[str, Any]) -> str | None:
+    """The fields ``robustkd import`` adds: ``architecture_options`` (constructor arguments, the ONNX graph's
+    file), ``preprocessing`` (how inputs are prepared) and ``source`` (where the weights came from)."""
+    from robustkd.data.imagenet import EvalPreprocessing
+
+    options = meta.get("architecture_options")
+    if options is not None:
+        if not isinstance(options, dict) or not isinstance(options.get("kwargs", {}), dict):
+            return f"architecture_options = {options!r}; expected an object (with kwargs an object)"
+        onnx_file = options.get("onnx_file")
+        if onnx_file is not None and (not isinstance(onnx_file, str) or Path(onnx_file).name != onnx_file
+                                      or onnx_file in (".", "..") or "\\" in onnx_file):
+            return f"architecture_options.onnx_file = {onnx_file!r}; expected a plain file name in the sidecar's folder"
+    preprocessing = meta.get("preprocessing")
+    if preprocessing is not None:
+        if not isinstance(preprocessing, dict):
+            return f"preprocessing = {preprocessing!r}; expected an object"
+        try:
+            EvalPreprocessing.from_record(preprocessing)
+        except RobustKDError as exc:
+            return str(exc)
+    if meta.get("source") is not None and not isinstance(meta["source"], dict):
+        return f"source = {meta['source']!r}; expected an object"
     return None
 
 
@@ -154,35 +182,32 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Load a robustkd checkpoint; verify the weights' sha256 and, if given, the architecture and classes."""
     meta, sidecar_path = read_sidecar(path)
-    if expect_architecture is not None and canonical_model_name(expect_architecture) != meta["architecture"]:
+    if expect_architecture is not None and _canonical(expect_architecture) != meta["architecture"]:
         raise RobustKDError(f"checkpoint: {sidecar_path} holds a {meta['architecture']}, expected {expect_architecture}")
     if expect_num_classes is not None and int(meta["num_classes"]) != expect_num_classes:
         raise RobustKDError(f"checkpoint: {sidecar_path} has {meta['num_classes']} classes, expected {expect_num_classes}")
-    weights_path = sidecar_path.parent / meta["weights_file"]
+    weights_path = checked_weights_path(meta, sidecar_path)  # symlinks resolved, confined to the folder
     if not weights_path.is_file():
         raise RobustKDError(f"checkpoint: weights file {weights_path} named by {sidecar_path.name} is missing")
     digest = sha256_file(weights_path)
     if digest != meta["weights_sha256"]:
         raise RobustKDError(f"checkpoint: {weights_path} sha256 {digest[:12]}… does not match its sidecar ({meta['weights_sha256'][:12]}…)")
     norm = meta["normalization"]
-    model = build_model(meta["architecture"], int(meta["num_classes"]), norm["mean"], norm["std"])
+    network = build_checkpoint_network(meta["architecture"], int(meta["num_classes"]),
+                                       meta.get("architecture_options"), sidecar_path.parent)
+    model = Normalized(network, norm["mean"], norm["std"])
     try:
         state = load_file(str(weights_path))
+        check_state(state, model, meta, weights_path)  # dtypes, shapes, normalization (verify.py)
         model.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError) as exc:
         raise RobustKDError(f"checkpoint: {weights_path} does not fit a {meta['architecture']} with {meta['num_classes']} classes ({str(exc).splitlines()[0]})") from None
     return Checkpoint(model.to(device).eval(), meta, sidecar_path)
 
 
-def _extract_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict", "net", "model_state_dict"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise RobustKDError(f"checkpoint: {path} holds no state dict of tensors (looked at the top level and 'model', 'state_dict', 'net')")
-    return {key.removeprefix("module."): value for key, value in obj.items()}
+def _canonical(architecture: str) -> str:
+    """The zoo's spelling of a zoo name; imported architectures (``timm:``, ``robustbench:``, ``onnx:``) as given."""
+    return architecture if is_foreign(architecture) else canonical_model_name(architecture)
 
 
 def load_foreign_weights(path: Path, architecture: str, num_classes: int, mean, std) -> Normalized:
@@ -193,24 +218,15 @@ def load_foreign_weights(path: Path, architecture: str, num_classes: int, mean, 
     normalised wrapper's (``net.``) are accepted.
     """
     path = Path(path)
-    if path.suffix == ".safetensors":
-        try:
-            state = load_file(str(path))
-        except SafetensorError as exc:
-            raise RobustKDError(f"checkpoint: {path} is not a readable safetensors file ({exc})") from None
-    elif path.suffix in (".pth", ".pt"):
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise RobustKDError(f"checkpoint: refusing {path}: it cannot be read with weights_only=True ({first})") from None
-        state = _extract_state_dict(obj, path)
-    else:
-        raise RobustKDError(f"checkpoint: {path} has suffix {path.suffix!r}; expected .safetensors, .pth or .pt")
+    try:
+        state = read_state_dict(path)
+    except RobustKDError as exc:
+        raise RobustKDError(f"checkpoint: {exc}") from None
     model = Normalized(build_network(architecture, num_classes), mean, std)
     target = model if any(key.startswith("net.") for key in state) else model.net
     try:
-        target.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise RobustKDError(f"checkpoint: {path} does not fit a {architecture} with {num_classes} classes ({str(exc).splitlines()[0]})") from None
+        fit_state_dict(target, state, what=f"a {architecture} with {num_classes} classes", where=path,
+                       num_classes=num_classes)
+    except RobustKDError as exc:
+        raise RobustKDError(f"checkpoint: {exc}") from None
     return model.eval()

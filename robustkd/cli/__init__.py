@@ -11,14 +11,14 @@ import sys
 from collections.abc import Sequence
 
 from robustkd import __version__
-from robustkd.cli import corrupt, distill, evaluate, info, results, study, train
+from robustkd.cli import corrupt, distill, evaluate, import_model, info, results, study, train
 from robustkd.cli.common import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, OneLineErrors
 from robustkd.errors import RobustKDError
 from robustkd.utils.threads import avoid_spin_waiting
 
 __all__ = ["EXIT_INTERNAL_ERROR", "EXIT_USER_ERROR", "build_parser", "main", "os_error_message"]
 
-COMMAND_GROUPS = (info, train, distill, evaluate, corrupt, results, study)
+COMMAND_GROUPS = (info, import_model, train, distill, evaluate, corrupt, results, study)
 
 
 def os_error_message(exc: OSError) -> str:
@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL_ERROR
     except KeyboardInterrupt:
         hint = ("run the same command again to resume" if args.command in ("evaluate", "corrupt", "study")
+                else "nothing was written under --out; run the same command again" if args.command == "import"
                 else "resume with --resume --run-dir <run>")
         print(f"robustkd: interrupted; {hint}", file=sys.stderr)
         return 130

@@ -34,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from robustkd.data import resolve_data_dir
     from robustkd.data.sources import check_dataset_name, load_image_dataset
     from robustkd.utils.device import resolve_device
+    from robustkd.utils.output_path import check_output_folder
 
+    check_output_folder(args.out, option="--out", what="corrupted set")  # before any work: a folder or new
     groups = {"benchmark": list(BENCHMARK_CORRUPTIONS), "extra": list(EXTRA_CORRUPTIONS),
               "all": list(BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS)}
     names = groups.get(args.corruptions) or [check_corruption(n.strip()) for n in args.corruptions.split(",") if n.strip()]

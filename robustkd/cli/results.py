@@ -76,7 +76,13 @@ def run_leaderboard(args: argparse.Namespace) -> int:
     from robustkd.results.export import export_corruption_grid, export_leaderboard
     from robustkd.results.leaderboard import build_leaderboard, corruption_grid, display_table, filter_and_sort
     from robustkd.results.store import read_results
+    from robustkd.utils.output_path import check_output_files
 
+    if args.action == "export":  # every output checked before the database is read
+        if args.out is None:
+            raise RobustKDError("leaderboard export needs --out FILE")
+        check_output_files([("--out", args.out, "leaderboard"), ("--grid-out", args.grid_out, "corruption grid")],
+                           database=_db(args.db))
     results = read_results(_db(args.db))
     table = filter_and_sort(build_leaderboard(results, args.radius), dataset=args.dataset, method=args.method,
                             teacher=args.teacher, sort=args.sort, ascending=True if args.ascending else None,
@@ -89,8 +95,6 @@ def run_leaderboard(args: argparse.Namespace) -> int:
         with pd.option_context("display.max_columns", None, "display.width", 250, "display.max_colwidth", 40):
             print(display_table(table, args.radius).to_string(index=False))
         return 0
-    if args.out is None:
-        raise RobustKDError("leaderboard export needs --out FILE")
     grid = corruption_grid(results) if args.grid_out else None
     if grid is not None and grid.empty:  # refused before anything is written
         raise RobustKDError("leaderboard export --grid-out: the database holds no corruption results")
@@ -106,7 +110,9 @@ def run_report(args: argparse.Namespace) -> int:
     from robustkd.results.report import render_report
     from robustkd.results.store import read_results
     from robustkd.utils.atomic import write_text_atomic
+    from robustkd.utils.output_path import check_output_file
 
+    check_output_file(args.out, option="--out", what="report", database=_db(args.db))
     write_text_atomic(args.out, render_report(read_results(_db(args.db)), args.radius))
     print(f"wrote {args.out}")
     return 0
@@ -116,9 +122,12 @@ def run_compare(args: argparse.Namespace) -> int:
     from robustkd.results.compare_format import FORMATS, render_comparison, write_comparison
     from robustkd.results.paired import compare, parse_pair
     from robustkd.results.store import read_results
+    from robustkd.utils.output_path import check_output_files
 
     if args.format not in FORMATS:
         raise RobustKDError(f"--format: {args.format!r}; expected one of {', '.join(FORMATS)}")
+    check_output_files([("--out", args.out, "comparison"), ("--plot", args.plot, "forest plot")],
+                       database=_db(args.db))
     pairs = [parse_pair(text) for text in args.pair or []]
     comparison = compare(read_results(_db(args.db)), metrics=args.metric, pairs=pairs or None,
                          teacher=args.teacher, radius=args.radius)

@@ -23,6 +23,7 @@ from robustkd.corruptions.layout import write_corruption_npy, write_labels_npy
 from robustkd.data.dataset import ImageDataset
 from robustkd.errors import RobustKDError
 from robustkd.utils.atomic import write_json_atomic
+from robustkd.utils.output_path import check_output_folder
 
 
 def corrupt_dataset(images: torch.Tensor, name: str, severity: int, *, seed: int, batch_size: int,
@@ -44,6 +45,7 @@ def generate_corrupted_set(test: ImageDataset, out_dir: Path, corruptions: list[
     profile = profile_for_size(test.images.shape[-1])
     identity = {"dataset": test.name, "split": test.split, "n_images": len(test), "seed": seed,
                 "parameters": profile.name, "layout": "<corruption>.npy uint8 (5N, H, W, 3), severity blocks 1..5"}
+    check_output_folder(out_dir, option="--out", what="corrupted set")
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {**identity, "files": {}}

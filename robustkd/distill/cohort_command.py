@@ -13,13 +13,16 @@ Each member's ``config.json`` is exactly the config of the equivalent solo ``rob
 and its sidecar records the cohort. ``--resume --run-dir <cohort>`` continues every unfinished member from
 its own last state; members killed before their first epoch start afresh. A cohort folder in which no
 member has finished an epoch holds nothing worth keeping: a new cohort may replace it.
+
+The folder a command trains into is held for it (``.robustkd.lock``, robustkd/utils/folder_lock.py): a second
+command into the same folder is refused while the first runs; a solo run in a member folder of a cohort holds
+the cohort folder too. The lock file is bookkeeping, never part of a run or a member.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,7 @@ from robustkd.train.skip_finished import check_same_run, run_state
 from robustkd.train.sidecar import training_sidecar
 from robustkd.train.student_run import StudentRun
 from robustkd.utils.atomic import is_leftover_temporary, write_json_atomic
+from robustkd.utils.folder_lock import FolderLock, clear_folder, is_lock_file, lock_folder
 from robustkd.utils.seeding import enable_determinism, seed_everything
 
 COHORT_FILE = "cohort.json"
@@ -95,7 +99,7 @@ def _holds_no_finished_epoch(cohort_dir: Path) -> bool:
     """True if ``cohort_dir`` holds only robustkd cohort files (and temporaries of writes a kill cut short)
     and no member finished an epoch."""
     for entry in cohort_dir.iterdir():
-        if entry.name == COHORT_FILE or is_leftover_temporary(entry):
+        if entry.name == COHORT_FILE or is_leftover_temporary(entry) or is_lock_file(entry):
             continue
         if not entry.is_dir() or RunDirectory(entry).latest_state() is not None:
             return False
@@ -115,8 +119,23 @@ def _prepare_folder(cohort_dir: Path, resume: bool) -> None:
         if not _holds_no_finished_epoch(cohort_dir):
             raise RobustKDError(f"run directory {cohort_dir} already holds a run; pass --resume to continue it or "
                                 f"choose another --run-dir")
-        shutil.rmtree(cohort_dir)  # a cohort killed before any member finished its first epoch
+        clear_folder(cohort_dir)  # a cohort killed before any member finished its first epoch (keeps the lock)
     cohort_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _lock_folders(folder: Path, solo: bool) -> list[FolderLock]:
+    """Hold the folder a command trains into; a solo run in a cohort's member folder holds the cohort too (a
+    cohort command trains its members)."""
+    locks: list[FolderLock] = []
+    try:
+        if solo and is_cohort_dir(folder.parent):
+            locks.append(lock_folder(folder.parent, option="--run-dir", what="cohort"))
+        locks.append(lock_folder(folder, option="--run-dir", what="run" if solo else "cohort"))
+    except BaseException:
+        for lock in reversed(locks):
+            lock.release()
+        raise
+    return locks
 
 
 def cohort_command(
@@ -149,10 +168,12 @@ def cohort_command(
     else:
         cohort_dir = Path(cohort_dir or default_cohort_dir(members))
     placement = init_placement(first.device)
+    locks: list[FolderLock] = []
     try:
         if first.deterministic:
             enable_determinism()
-        if placement.is_main:
+        if placement.is_main:  # under torchrun only rank 0 writes the folder, and holds it
+            locks = _lock_folders(cohort_dir, solo)
             if solo:
                 RunDirectory.create(cohort_dir, resume=resume)
             else:
@@ -174,14 +195,16 @@ def cohort_command(
                                   stop_after=stop_after, allow_embedded=allow_embedded, solo=solo,
                                   announce=announce)
     except BaseException:
-        if placement.is_main and not resume:
+        if placement.is_main and not resume and locks:  # only a folder this process holds is cleaned
             if solo:
                 RunDirectory(cohort_dir).discard()
             elif cohort_dir.is_dir() and _holds_no_finished_epoch(cohort_dir):
-                shutil.rmtree(cohort_dir, ignore_errors=True)
+                clear_folder(cohort_dir, remove=True)  # the folder goes when its lock is released
         raise
     finally:
         close_placement(placement)
+        for lock in reversed(locks):
+            lock.release()
 
 
 def _member_dir(folder: Path, member: PlannedMember, solo: bool) -> Path:

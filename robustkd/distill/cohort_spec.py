@@ -16,6 +16,7 @@ from robustkd.distill.methods import parse_method
 from robustkd.distill.options import DistillOptions
 from robustkd.errors import RobustKDError
 from robustkd.models import canonical_model_name
+from robustkd.utils.seeding import MAX_SEED
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ def parse_seeds(text: str) -> list[int]:
         raise RobustKDError(f"--seeds {text!r}: expected comma-separated non-negative integers such as 0,1,2") from None
     if any(seed < 0 for seed in seeds):
         raise RobustKDError(f"--seeds {text!r}: seeds must be non-negative")
+    if any(seed > MAX_SEED for seed in seeds):
+        raise RobustKDError(f"--seeds {text!r}: seeds must be at most {MAX_SEED} (2^63 - 1)")
     if len(set(seeds)) != len(seeds):
         raise RobustKDError(f"--seeds {text!r} names a seed twice")
     return seeds

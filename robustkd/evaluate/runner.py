@@ -25,7 +25,7 @@ from torch import nn
 
 from robustkd.data import ImageDataset, dataset_info, make_loader
 from robustkd.data.loader import TensorBatchLoader
-from robustkd.data.imagenet import imagenet_folder
+from robustkd.data.imagenet import EvalPreprocessing, imagenet_folder
 from robustkd.data.sources import load_image_dataset
 from robustkd.errors import RobustKDError
 from robustkd.evaluate.context import SuiteContext
@@ -37,6 +37,7 @@ from robustkd.evaluate.suite_file import SuiteFile
 from robustkd.evaluate.suite_params import validate_params
 from robustkd.evaluate.summary import ResultSummary
 from robustkd.utils.fault_injection import boundary
+from robustkd.utils.folder_lock import lock_folder
 
 
 def metric_unit(suite: str, key: str) -> str:
@@ -80,6 +81,27 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def model_protocol(dataset: str, model_info: dict[str, Any]) -> dict[str, Any]:
+    """What every result's protocol records about the model's inputs and origin: for ImageNet the evaluation
+    preprocessing the model's sidecar asks for (``preprocessing``: input size, resize, crop fraction,
+    interpolation, crop mode, mean and std; robustkd's default without one), and ``model_source`` for a
+    model brought in by ``robustkd import`` (kind, name, file SHA-256, library and version)."""
+    extra: dict[str, Any] = {}
+    if dataset == "imagenet":
+        recorded = model_info.get("preprocessing") or {}
+        record = EvalPreprocessing.from_record(recorded).describe()
+        normalization = model_info.get("normalization") or {}
+        for key in ("mean", "std"):  # as the source stated them, else as the checkpoint's float32 buffers hold them
+            value = recorded.get(key, normalization.get(key))
+            if value is not None:
+                record[key] = value
+        record["origin"] = recorded.get("origin") or "robustkd default (resize 256, centre crop 224, bilinear)"
+        extra["preprocessing"] = record
+    if model_info.get("source"):
+        extra["model_source"] = model_info["source"]
+    return extra
+
+
 @dataclass(frozen=True)
 class SuiteRun:
     """One (model, suite) result folder and whether this call wrote it (False: kept, finished before)."""
@@ -113,11 +135,27 @@ def evaluate_model(
     one ``SuiteRun`` per suite, in order.
 
     A finished result folder is replaced with ``overwrite``, kept (not run again) when ``keep_existing``
-    says so, and otherwise refused before anything runs.
+    says so, and otherwise refused before anything runs. The model's folder ``<out_root>/<name>`` is held for
+    this process while its suites run (``.robustkd.lock``, robustkd/utils/folder_lock.py: beside the result
+    folders, never in one): another process evaluating the same model into it is refused.
     """
+    with lock_folder(Path(out_root) / name, option="--out", what="results of this model"):
+        return _evaluate_model(model, name=name, dataset=dataset, suites=suites, out_root=out_root,
+                               data_dir=data_dir, device=device, n_examples=n_examples, model_info=model_info,
+                               allow_embedded=allow_embedded, overwrite=overwrite, seed=seed, teacher=teacher,
+                               teacher_info=teacher_info, keep_existing=keep_existing, threads=threads)
+
+
+def _evaluate_model(
+    model: nn.Module, *, name: str, dataset: str, suites: list[SuiteFile], out_root: Path, data_dir: Path,
+    device: torch.device, n_examples: int | None, model_info: dict[str, Any] | None, allow_embedded: bool,
+    overwrite: bool, seed: int, teacher: nn.Module | None, teacher_info: dict[str, Any] | None,
+    keep_existing: Callable[[Path], bool], threads: int | None,
+) -> list[SuiteRun]:
     info = dataset_info(dataset)
     model_info = model_info or {}
     check_suites(suites, has_teacher=teacher is not None)
+    about_model = model_protocol(dataset, model_info)
     loaded: list[ImageDataset] = []
 
     def test_split() -> ImageDataset:  # an in-memory test split, read once per call
@@ -142,7 +180,8 @@ def evaluate_model(
     model = model.to(device).eval()
     batch = max(suite.params.batch_size for suite, _ in todo)
     if dataset == "imagenet":
-        test = make_loader(dataset, "test", data_dir, batch, device, train=False, limit=n_examples)
+        test = make_loader(dataset, "test", data_dir, batch, device, train=False, limit=n_examples,
+                           preprocessing=EvalPreprocessing.from_record(model_info.get("preprocessing")))
     else:
         split = test_split()
         test = TensorBatchLoader(split if n_examples is None else split.subset(n_examples), batch, device, train=False)
@@ -166,7 +205,7 @@ def evaluate_model(
             name=name, architecture=model_info.get("architecture"), dataset=dataset,
             clean_acc=100.0 * context.clean_accuracy, suite=suite.name, metrics=output.metrics,
             units={key: metric_unit(suite.name, key) for key in output.metrics},
-            protocol={**asdict(suite.params), **output.protocol}, n_examples=len(labels), subset=subset, seed=seed,
+            protocol={**asdict(suite.params), **output.protocol, **about_model}, n_examples=len(labels), subset=subset, seed=seed,
             device=str(device), package_versions=package_versions(), checkpoint_sha256=model_info.get("weights_sha256"),
             suite_file=str(suite.path), suite_sha256=suite.sha256,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), method=model_info.get("method"),

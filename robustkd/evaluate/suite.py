@@ -32,7 +32,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar
 
 from robustkd.errors import RobustKDError
 from robustkd.registry import Registry
@@ -121,6 +121,11 @@ class Suite(ABC, Generic[P]):
 
     def check(self, params: P) -> None:
         """Checks across fields, beyond each field's own range (raise RobustKDError); none by default."""
+
+    def check_inputs(self, params: P, dataset: str, test_labels: Callable[[], Any]) -> None:
+        """Checks of the files the suite itself reads for ``dataset`` (raise RobustKDError), run before any suite
+        runs (robustkd/evaluate/suite_inputs.py); ``test_labels()`` loads the clean pass's labels (a tensor) on
+        first call. None by default."""
 
     def selection(self, protocol: dict[str, Any]) -> str:
         """A short label (e.g. ``skip99``) for the test images this suite chose itself out of the clean pass,

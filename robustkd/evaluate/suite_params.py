@@ -99,6 +99,9 @@ def check_value(where: str, key: str, value: Any, field: dataclasses.Field) -> A
         items = tuple(_typed(where, key, item, element) for item in value)
         if field.metadata.get("nonempty") and not items:
             raise RobustKDError(f"{where}: {key} = []; expected a non-empty array")
+        repeated = next((item for index, item in enumerate(items) if item in items[:index]), None)
+        if repeated is not None:  # each entry is one work item (a cell, an attack, a curve point): never twice
+            raise RobustKDError(f"{where}: {key} = {list(value)!r} names {repeated!r} twice; expected distinct values")
         for item in items:
             _in_contract(where, key, item, field, list(value))
         return items

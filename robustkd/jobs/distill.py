@@ -26,7 +26,7 @@ from robustkd.distill.cohort_command import skip_finished_plan as cohort_skip_fi
 from robustkd.distill.cohort_spec import MemberSpec, cohort_members
 from robustkd.distill.command import DistillConfig
 from robustkd.errors import RobustKDError
-from robustkd.jobs.run_plan import Action, Mode, RunPlan, check_mode
+from robustkd.jobs.run_plan import Action, Mode, RunPlan, check_mode, refusals_name_the_holder
 from robustkd.train.command import config_for_resume
 from robustkd.train.command import skip_finished_plan as solo_skip_finished_plan
 from robustkd.train.config import read_config_file
@@ -79,6 +79,7 @@ class DistillOutcome:
         return self.folder if self.solo else self.folder / name
 
 
+@refusals_name_the_holder
 def plan_distillation(request: DistillRequest) -> RunPlan[Distillation]:
     """The members with their resolved configs, the layout, and what to do with the folder."""
     check_mode(request.mode, request.run_dir)

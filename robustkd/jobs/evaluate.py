@@ -22,6 +22,7 @@ from torch import nn
 
 from robustkd.errors import RobustKDError
 from robustkd.evaluate.suite_file import SuiteFile
+from robustkd.evaluate.suite_inputs import check_suite_inputs
 
 Announce = Callable[[str], None]
 
@@ -123,6 +124,8 @@ def evaluate_checkpoints(
         if teacher_checkpoint is not None:
             check_teacher_matches(teacher_checkpoint.meta, teacher, meta["dataset"], meta["num_classes"],
                                   whom=f"{path} is evaluated")
+    check_suite_inputs(suite_files, (read_sidecar(path)[0]["dataset"] for path in checkpoints), n_examples=n_examples,
+                       data_dir=data_dir, allow_embedded=allow_embedded)  # the suites' own files, per dataset
     teacher_info = {**teacher_checkpoint.meta, "weights_sha256": teacher_checkpoint.sha256} if teacher_checkpoint else None
     done: list[EvaluatedSuite] = []
     for path in checkpoints:
@@ -162,6 +165,7 @@ def evaluate_module(
     suite_files = resolve_suites(suites, has_teacher=teacher is not None)
     threads_in_use = set_threads(threads)
     _check_options(n_examples, overwrite, skip_finished, recording)
+    check_suite_inputs(suite_files, [dataset], n_examples=n_examples, data_dir=data_dir, allow_embedded=allow_embedded)
     sha = module_sha256(model)
     architecture = str((model_info or {}).get("architecture") or type(model).__name__)
     meta = {"architecture": architecture, "dataset": dataset, "num_classes": info.num_classes, "kind": "module",

@@ -6,12 +6,15 @@ One vocabulary for ``--skip-finished``, ``--plan`` and studies: ``RunPlan.line``
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from robustkd.errors import RobustKDError
+from robustkd.utils.folder_lock import refuse_if_held
 
 Payload = TypeVar("Payload")
 
@@ -54,3 +57,24 @@ def check_mode(mode: Mode, run_dir: Path | None) -> None:
         raise RobustKDError("--resume needs --run-dir naming the run to continue")
     if mode is Mode.SKIP_FINISHED and run_dir is None:
         raise RobustKDError("--skip-finished needs --run-dir naming the run to start, resume or skip")
+
+
+Planner = TypeVar("Planner", bound=Callable[..., Any])
+
+
+def refusals_name_the_holder(plan: Planner) -> Planner:
+    """A planner (``plan(request)``) whose refusal of ``request.run_dir`` - another run there, a cohort with
+    other members - names the process holding that folder instead when another one is writing it
+    (robustkd/utils/folder_lock.py): what it read was that process's run in progress."""
+
+    @functools.wraps(plan)
+    def planned(request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return plan(request, *args, **kwargs)
+        except RobustKDError as exc:
+            run_dir = getattr(request, "run_dir", None)
+            if run_dir is not None and str(run_dir) in str(exc):  # a refusal of the folder, not of a flag
+                refuse_if_held(run_dir)
+            raise
+
+    return planned  # type: ignore[return-value]

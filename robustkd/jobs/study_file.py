@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from robustkd.errors import RobustKDError
+from robustkd.utils.seeding import MAX_SEED
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -246,8 +247,9 @@ def _cohort(table: Any, path: Path, index: int, teachers: dict[str, TeacherSpec]
     if teacher not in teachers:
         raise RobustKDError(f"{reader.where}: teacher {teacher!r} is not a teacher of the study ({', '.join(teachers)})")
     seeds = reader.get("seeds", list, [0])
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) != len(seeds) or not seeds:
-        raise RobustKDError(f"{reader.where}: 'seeds' must be distinct non-negative integers, got {seeds!r}")
+    if any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in seeds) \
+            or len(set(seeds)) != len(seeds) or not seeds:
+        raise RobustKDError(f"{reader.where}: 'seeds' must be distinct non-negative integers (at most 2^63 - 1), got {seeds!r}")
     spec = CohortSpec(name, teacher, reader.strings("students"), reader.strings("methods"), list(seeds),
                       reader.get("recipe", dict, {}), reader.get("method_options", dict, {}),
                       reader.get("folder", str, name))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustkd.jobs.run_plan import Action, Mode, RunPlan, check_mode
+from robustkd.jobs.run_plan import Action, Mode, RunPlan, check_mode, refusals_name_the_holder
 from robustkd.train.command import TrainRunConfig, config_for_resume, skip_finished_plan, train_command
 from robustkd.train.config import read_config_file, resolve_config
 
@@ -39,6 +39,7 @@ class TrainOutcome:
     skipped: bool = False
 
 
+@refusals_name_the_holder
 def plan_training(request: TrainRequest) -> RunPlan[TrainRunConfig]:
     """The config to train with and what to do with the run folder (refuses a folder holding another run)."""
     check_mode(request.mode, request.run_dir)

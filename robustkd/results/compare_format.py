@@ -17,6 +17,7 @@ from robustkd.results.export import markdown_table
 from robustkd.results.leaderboard import leaderboard_columns
 from robustkd.results.paired import ONE_SEED, Comparison
 from robustkd.utils.atomic import write_text_atomic
+from robustkd.utils.output_path import check_output_file
 
 FORMATS = ("table", "csv", "json", "md")
 EXPLANATION = ("a − b per seed: the same seed means the same data order, augmentation and initialisation (a cohort), "
@@ -162,7 +163,10 @@ def render_comparison(comparison: Comparison, fmt: str) -> str:
 
 
 def write_comparison(comparison: Comparison, fmt: str, out: Path | None) -> str | None:
-    """The rendered comparison: returned for printing when ``out`` is None, else written atomically to ``out``."""
+    """The rendered comparison: returned for printing when ``out`` is None, else written atomically to ``out``
+    (refused first when ``out`` is no file robustkd may replace: robustkd/utils/output_path.py)."""
+    if out is not None:
+        check_output_file(out, option="--out", what="comparison")
     text = render_comparison(comparison, fmt)
     if out is None:
         return text

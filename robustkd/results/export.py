@@ -12,6 +12,7 @@ import pandas as pd
 from robustkd.errors import RobustKDError
 from robustkd.results.leaderboard import display_table, robustbench_json
 from robustkd.utils.atomic import write_text_atomic
+from robustkd.utils.output_path import check_output_file
 
 FORMATS = ("csv", "json", "md", "html")
 
@@ -24,8 +25,11 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def export_leaderboard(table: pd.DataFrame, fmt: str, out: Path, radius: float = 0.25) -> None:
+    """``table`` as ``fmt`` in ``out`` (refused, before anything is rendered, when ``out`` is no file robustkd
+    may replace: robustkd/utils/output_path.py)."""
     if fmt not in FORMATS:
         raise RobustKDError(f"--format: {fmt!r}; expected one of {', '.join(FORMATS)}")
+    check_output_file(out, option="--out", what="leaderboard")
     if fmt == "csv":
         text = table.to_csv(index=False, float_format="%.6g")
     elif fmt == "json":
@@ -43,4 +47,5 @@ def export_corruption_grid(grid: pd.DataFrame, out: Path) -> None:
     """Long format: model_name, checkpoint, method, corruption, severity, accuracy (percent), subset."""
     if grid.empty:
         raise RobustKDError("leaderboard export: no corruption results recorded")
+    check_output_file(out, option="--grid-out", what="corruption grid")
     write_text_atomic(out, grid.to_csv(index=False, float_format="%.4f"))

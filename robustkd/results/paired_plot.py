@@ -22,6 +22,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from robustkd.errors import RobustKDError  # noqa: E402
 from robustkd.results.paired import Comparison  # noqa: E402
 from robustkd.utils.atomic import atomic_path  # noqa: E402
+from robustkd.utils.output_path import check_output_files  # noqa: E402
 
 VERDICT_COLOURS = {"better": "#1a7f37", "worse": "#cf222e"}
 OTHER_COLOUR = "#6e7781"
@@ -84,9 +85,11 @@ def comparison_png(comparison: Comparison) -> bytes:
 def save_comparison_outputs(figure: Figure, plot: Path, text: str, out: Path | None) -> None:
     """Write ``figure`` to ``plot`` and, when ``out`` is given, ``text`` to ``out``: each into a temporary file
     beside its target first, both replaced only once both are written, so an unwritable target leaves
-    neither file changed. The figure is closed."""
+    neither file changed. Either target that is no file robustkd may replace (robustkd/utils/output_path.py),
+    or both naming one file, is refused before anything is written. The figure is closed."""
     targets = f"--plot {plot}" + (f" / --out {out}" if out is not None else "")
     try:
+        check_output_files([("--plot", plot, "forest plot"), ("--out", out, "comparison")])
         with ExitStack() as stack:
             plot_tmp = stack.enter_context(atomic_path(plot))
             out_tmp = stack.enter_context(atomic_path(out)) if out is not None else None

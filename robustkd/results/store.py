@@ -21,6 +21,7 @@ import pandas as pd
 
 from robustkd.errors import RobustKDError
 from robustkd.evaluate.suite import suite_class
+from robustkd.results import db_file
 from robustkd.evaluate.summary import ResultSummary
 
 DEFAULT_DB = Path("results") / "robustkd.db"
@@ -71,41 +72,98 @@ class RecordOutcome:
 
 
 def check_database(db: Path) -> None:
-    """Refuse, before any work is done, a ``db`` that cannot become robustkd's results database: a folder,
-    a path under a file, or an existing file that is not one (opened read-only; nothing is created)."""
+    """Refuse, before any work is done, a ``db`` that cannot record results (one line each, nothing created or
+    changed; robustkd/results/db_file.py has the rules): a folder, a path under a file, a read-only file or
+    folder, a SQLite file of something else, a database written by a newer robustkd, a damaged one, or one
+    locked by another writer for longer than ``BUSY_TIMEOUT_S``. A missing, empty (0-byte) or table-less file
+    is fine: the first recording creates the schema."""
     if db.exists() and not db.is_file():
         raise RobustKDError(f"results: --db {db} is a folder; expected a SQLite file")
     if not db.exists():
         parent = next((folder for folder in [db.parent, *db.parent.parents] if folder.exists()), None)
         if parent is not None and not parent.is_dir():
             raise RobustKDError(f"results: --db {db}: {parent} is a file, not a folder")
+    reason = db_file.read_only_reason(db)
+    if reason is not None:
+        raise RobustKDError(db_file.read_only_message(db, reason))
+    if not db.exists():
         return
     try:
-        connection = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        connection = db_file.open_existing(db, BUSY_TIMEOUT_S)
         try:
-            connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if db_file.classify(connection, db, COLUMNS) == "robustkd":
+                _check_content(connection, db)
+                verdict = connection.execute("PRAGMA quick_check").fetchone()
+                if verdict is None or verdict[0] != "ok":
+                    raise RobustKDError(f"results: {db} is damaged (SQLite's check: "
+                                        f"{db_file.short(verdict[0] if verdict else None)}); restore it from a copy, "
+                                        "or pass another --db")
+            connection.execute("BEGIN IMMEDIATE")  # waits for another writer, as recording will
+            connection.execute("ROLLBACK")
         finally:
             connection.close()
     except sqlite3.DatabaseError as exc:
-        raise RobustKDError(f"results: {db} is not a robustkd results database ({exc})") from None
+        raise RobustKDError(db_file.error_message(db, exc, BUSY_TIMEOUT_S)) from None
+
+
+def _check_content(connection: sqlite3.Connection, db: Path) -> int:
+    """The schema version (this robustkd reads it) after checking every column and row; returns it."""
+    version = db_file.stored_version(connection, db)
+    optional = frozenset(ADDED_COLUMNS) if version < SCHEMA_VERSION else frozenset()
+    db_file.check_content(connection, db, COLUMNS, optional, version, SCHEMA_VERSION)
+    return version
+
+
+def _build_schema(connection: sqlite3.Connection, db: Path) -> None:
+    """Give a blank database (no tables, or only the empty tables of an interrupted creation) robustkd's schema
+    and version in one transaction; a database that is no longer blank under the lock is left as it is."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if not db_file.is_blank(connection, COLUMNS):
+            connection.execute("ROLLBACK")
+            db_file.classify(connection, db, COLUMNS)  # a foreign database: refused; robustkd's: used
+            return
+        connection.execute("DROP TABLE IF EXISTS results")  # only robustkd's own empty tables (is_blank)
+        connection.execute("DROP TABLE IF EXISTS meta")
+        for statement in SCHEMA.split(";\n"):
+            if statement.strip():
+                connection.execute(statement)
+        connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
 
 
 def connect(db: Path) -> sqlite3.Connection:
-    """A connection to the results database ``db`` (created with its schema if absent); a file that is not
-    a SQLite database, or a database without robustkd's tables, is a RobustKDError naming it."""
+    """A read-write connection to the results database ``db``, created whole if absent (a blank file gets the
+    schema in place; see robustkd/results/db_file.py); anything else that cannot record results is a
+    RobustKDError naming it (a foreign or damaged database, a newer schema, read-only, locked)."""
     if db.exists() and not db.is_file():
         raise RobustKDError(f"results: --db {db} is a folder; expected a SQLite file")
-    db.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(db, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
+        if not db.exists():
+            db_file.create_database(db, lambda connection: _build_schema(connection, db))
+        connection = db_file.open_existing(db, BUSY_TIMEOUT_S)
+    except sqlite3.DatabaseError as exc:
+        raise RobustKDError(db_file.error_message(db, exc, BUSY_TIMEOUT_S)) from None
+    except PermissionError:
+        reason = db_file.read_only_reason(db)
+        if reason is None:
+            raise
+        raise RobustKDError(db_file.read_only_message(db, reason)) from None
+    try:
+        db_file.remove_stale_temporaries(db_file.real_path(db))  # what a creator killed after its link left
+        if db_file.classify(connection, db, COLUMNS) == "blank":
+            _build_schema(connection, db)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
-        connection.executescript(SCHEMA)
-        connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        _check_content(connection, db)
         _migrate(connection, db)
     except sqlite3.DatabaseError as exc:
         connection.close()
-        raise RobustKDError(f"results: {db} is not a robustkd results database ({exc})") from None
+        raise RobustKDError(db_file.error_message(db, exc, BUSY_TIMEOUT_S)) from None
     except BaseException:
         connection.close()
         raise
@@ -116,8 +174,7 @@ def _migrate(connection: sqlite3.Connection, db: Path) -> None:
     """Bring an older database to ``SCHEMA_VERSION`` (add the missing columns); refuse a newer one."""
     stored = int(connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
     if stored > SCHEMA_VERSION:
-        raise RobustKDError(f"results: {db} has schema version {stored}; this robustkd reads up to "
-                            f"{SCHEMA_VERSION} (upgrade robustkd)")
+        raise RobustKDError(db_file.newer_message(db, stored, SCHEMA_VERSION))
     if stored == SCHEMA_VERSION:
         return
     connection.execute("BEGIN IMMEDIATE")  # concurrent connections migrate one after the other
@@ -219,16 +276,23 @@ def is_recorded(db: Path, result_dir: Path) -> bool:
         found = connection.execute(
             "SELECT 1 FROM results WHERE checkpoint_sha256 = ? AND suite = ? AND suite_sha256 = ? AND subset = ? LIMIT 1",
             (summary.checkpoint_sha256, summary.suite, summary.suite_sha256, _subset_label(summary))).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise RobustKDError(db_file.error_message(db, exc, BUSY_TIMEOUT_S)) from None
     finally:
         connection.close()
     return found is not None
 
 
 def record_result(db: Path, result_dir: Path) -> RecordOutcome:
-    """Record (or re-record) one result directory in a single transaction."""
+    """Record (or re-record) one result directory in a single transaction. A database that refuses the write
+    (locked past the wait, read-only, full) is one line saying so and that the result folder is kept."""
     rows = result_rows(result_dir)
     key = rows[0][:3] + (rows[0][4],) if rows else None
-    connection = connect(db)
+    try:
+        connection = connect(db)
+    except RobustKDError as exc:
+        raise RobustKDError(f"{exc} ({result_dir} is kept; the same command records it once the database "
+                            "can be written)") from None
     try:
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -243,6 +307,11 @@ def record_result(db: Path, result_dir: Path) -> RecordOutcome:
         except BaseException:
             connection.execute("ROLLBACK")
             raise
+    except sqlite3.DatabaseError as exc:
+        raise RobustKDError(f"{db_file.error_message(db, exc, BUSY_TIMEOUT_S)} ({result_dir} is kept; the same "
+                            "command records it once the database can be written)") from None
+    except OverflowError as exc:  # an integer beyond SQLite's 64 bits (a hand-edited seed or count)
+        raise RobustKDError(f"results: {result_dir}/summary.json holds a number SQLite cannot store ({exc})") from None
     finally:
         connection.close()
     return RecordOutcome(rows=len(rows), replaced=replaced)
@@ -260,10 +329,30 @@ def find_result_dirs(roots: list[Path]) -> Iterator[Path]:
 
 
 def read_results(db: Path) -> pd.DataFrame:
+    """Every row of ``db``. A database robustkd can write is brought to the current schema first; one it cannot
+    write (a read-only file or folder) is read as it stands (``mode=ro``, else ``immutable=1``), with the columns
+    a migration would add left empty. Damage is one line (robustkd/results/db_file.py)."""
     if not db.is_file():
         raise RobustKDError(f"results: no database at {db}; run robustkd evaluate (or robustkd results import)")
-    connection = connect(db)
     try:
-        return pd.read_sql_query("SELECT * FROM results", connection)
-    finally:
-        connection.close()
+        if db_file.read_only_reason(db) is None:
+            connection = connect(db)
+        else:
+            connection = db_file.open_read_only(db, BUSY_TIMEOUT_S)
+            try:
+                if db_file.classify(connection, db, COLUMNS) == "blank":
+                    return pd.DataFrame(columns=list(COLUMNS))
+                _check_content(connection, db)
+            except BaseException:
+                connection.close()
+                raise
+        try:
+            frame = pd.read_sql_query("SELECT * FROM results", connection)
+        finally:
+            connection.close()
+    except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
+        raise RobustKDError(db_file.error_message(db, exc, BUSY_TIMEOUT_S)) from None
+    for column in COLUMNS:
+        if column not in frame.columns:  # a read-only database of an older schema
+            frame[column] = None
+    return frame

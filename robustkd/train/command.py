@@ -19,6 +19,7 @@ from robustkd.train.run_dir import RunDirectory
 from robustkd.train.sidecar import training_sidecar
 from robustkd.train.skip_finished import check_same_run, run_state
 from robustkd.train.task import CrossEntropyTask, TrainingTask
+from robustkd.utils.folder_lock import lock_folder
 from robustkd.utils.seeding import enable_determinism, seed_everything
 
 # Settings that may change when a run is resumed: they do not alter what the run computes per epoch.
@@ -95,7 +96,15 @@ def prepare_run(
     if resume and run_dir is None:
         raise RobustKDError("--resume needs --run-dir naming the run to continue")
     path = run_dir or default_run_dir(config, prefix)
-    run = RunDirectory.create(path, resume=resume) if placement.is_main else RunDirectory(path)
+    if not placement.is_main:  # under torchrun only rank 0 writes the folder, and holds it
+        return RunDirectory(path), placement
+    lock = lock_folder(path, option="--run-dir", what="run")  # held until the caller's release_lock()
+    try:
+        run = RunDirectory.create(path, resume=resume)
+    except BaseException:
+        lock.release()
+        raise
+    run.lock = lock
     return run, placement
 
 
@@ -181,12 +190,16 @@ def train_command(
     has_state = resume and run_dir is not None and RunDirectory(run_dir).latest_state() is not None
     parent = load_parent(config, info.num_classes) if init_from and not has_state else None  # type: ignore[arg-type]
     run, placement = prepare_run(config, run_dir, resume)
-    student = build_model(config.model, info.num_classes, info.mean, info.std)
-    extra_meta: dict[str, Any] = {"kind": "train"}
-    if init_from:
-        if parent is not None:
-            student.net.load_state_dict(parent.net.state_dict())
-        extra_meta["init_from"] = {"path": init_from, "sha256": config.init_sha256}  # type: ignore[attr-defined]
-    row = execute(config, CrossEntropyTask(student), run, placement, data_dir=resolve_data_dir(data_dir), resume=resume,
-                  stop_after=stop_after, allow_embedded=allow_embedded, extra_meta=extra_meta, announce=announce)
+    try:  # the run folder is this process's until it returns (robustkd/utils/folder_lock.py)
+        student = build_model(config.model, info.num_classes, info.mean, info.std)
+        extra_meta: dict[str, Any] = {"kind": "train"}
+        if init_from:
+            if parent is not None:
+                student.net.load_state_dict(parent.net.state_dict())
+            extra_meta["init_from"] = {"path": init_from, "sha256": config.init_sha256}  # type: ignore[attr-defined]
+        row = execute(config, CrossEntropyTask(student), run, placement, data_dir=resolve_data_dir(data_dir),
+                      resume=resume, stop_after=stop_after, allow_embedded=allow_embedded, extra_meta=extra_meta,
+                      announce=announce)
+    finally:
+        run.release_lock()
     return run, row

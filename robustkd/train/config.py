@@ -18,6 +18,8 @@ import yaml
 from robustkd.errors import RobustKDError
 from robustkd.registry import Registry
 from robustkd.utils.field_types import check_field_types
+from robustkd.utils.seeding import MAX_SEED
+from robustkd.utils.short_repr import short_repr
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -58,7 +60,7 @@ class TrainConfig:
         from robustkd.models import canonical_model_name
 
         def bad(name: str, expected: str) -> RobustKDError:
-            return RobustKDError(f"config: {name}={getattr(self, name)!r}; expected {expected}")
+            return RobustKDError(f"config: {name}={short_repr(getattr(self, name))}; expected {expected}")
 
         check_field_types(self, "config")
         canonical_model_name(self.model)  # unknown names fail here, before any run directory exists
@@ -79,6 +81,8 @@ class TrainConfig:
             raise bad("lr_decay", "a positive number (the factor applied to lr at each milestone)")
         if self.seed < 0:
             raise bad("seed", "a non-negative integer")
+        if self.seed > MAX_SEED:
+            raise bad("seed", f"a non-negative integer of at most {MAX_SEED} (2^63 - 1)")
         if self.amp not in ("none", "bf16", "fp16"):
             raise bad("amp", "one of none, bf16, fp16")
         if sorted(self.milestones) != list(self.milestones) or any(m < 1 for m in self.milestones):
@@ -113,6 +117,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise RobustKDError(f"--config: no file {path}")
+    check_config_size(path)
     try:
         if path.suffix == ".toml":
             content = tomllib.loads(path.read_text())
@@ -122,9 +127,42 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise RobustKDError(f"--config: {path} must end in .toml, .yaml or .yml")
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise RobustKDError(f"--config: {path} does not parse ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise RobustKDError(f"--config: {path} nests its values too deeply for a config file") from None
+    check_config_content(path, content)
     if not isinstance(content, dict):
         raise RobustKDError(f"--config: {path} must hold a mapping of keys to values")
     return content
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few hundred bytes; 1 MiB leaves room for comments
+MAX_CONFIG_VALUES = 10_000  # every value counted, YAML aliases expanded
+MAX_CONFIG_DEPTH = 32
+
+
+def check_config_size(path: Path) -> None:
+    """A config file of at most ``MAX_CONFIG_BYTES`` (read whole into memory)."""
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise RobustKDError(f"--config: {path} is {size} bytes; a config file is at most {MAX_CONFIG_BYTES} bytes")
+
+
+def check_config_content(path: Path, content: Any) -> None:
+    """At most ``MAX_CONFIG_VALUES`` values nested at most ``MAX_CONFIG_DEPTH`` deep, YAML aliases expanded
+    (a 600-byte alias tree expands to billions of values: every later step, formatting an error message
+    included, would walk all of them). Counted without expanding anything, stopping at the limit."""
+    pending, count = [(content, 0)], 0
+    while pending:
+        value, depth = pending.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES or depth > MAX_CONFIG_DEPTH:
+            raise RobustKDError(f"--config: {path} holds more than {MAX_CONFIG_VALUES} values or nests them more "
+                                f"than {MAX_CONFIG_DEPTH} deep once its YAML aliases are expanded; a config file sets "
+                                "a few flat keys")
+        if isinstance(value, dict):
+            pending.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, (list, tuple)):
+            pending.extend((item, depth + 1) for item in value)
 
 
 def resolve_config(
@@ -142,7 +180,7 @@ def resolve_config(
     model = merged_pre.get(model_key, getattr(defaults, model_key))
     for key, value in (("recipe", recipe), (model_key, model)):
         if not isinstance(value, str):
-            raise RobustKDError(f"config: {key}={value!r}; expected a name (a string)")
+            raise RobustKDError(f"config: {key}={short_repr(value)}; expected a name (a string)")
     values = {**recipe_values(recipe, model), **merged_pre}
     try:
         config = dataclasses.replace(defaults, **values)

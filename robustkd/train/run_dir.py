@@ -7,6 +7,9 @@
 
 Each epoch's state is written into a temporary folder and renamed into place, so a folder named
 ``epoch_NNNN`` is always complete; older ones are pruned. A run never reuses another run's directory.
+While a command trains, ``<run>/.robustkd.lock`` holds the folder for it (robustkd/utils/folder_lock.py); the
+lock file is bookkeeping: it never makes a folder look like it holds a run, and ``discard`` keeps it for its
+holder to remove.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from robustkd.errors import RobustKDError
 from robustkd.models import Normalized
 from robustkd.utils.atomic import is_leftover_temporary, write_json_atomic, write_text_atomic
 from robustkd.utils.fault_injection import boundary
+from robustkd.utils.safetensors_io import save_safetensors
+from robustkd.utils.folder_lock import FolderLock, clear_folder, is_lock_file
 
 KEEP_STATES = 2
 
@@ -32,6 +37,13 @@ KEEP_STATES = 2
 class RunDirectory:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.lock: FolderLock | None = None  # set by the command that holds the folder
+
+    def release_lock(self) -> None:
+        """Release the folder lock the command took (robustkd/utils/folder_lock.py), if any."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @classmethod
     def create(cls, path: Path, *, resume: bool) -> RunDirectory:
@@ -46,9 +58,11 @@ class RunDirectory:
         if run.path.exists() and not run.path.is_dir():
             raise RobustKDError(f"--run-dir {path} is a file; expected a folder for the run")
         if run.path.is_dir():
-            # A run killed before its first epoch left at most its config and a write's temporary file.
-            leftovers = [entry for entry in run.path.iterdir() if is_leftover_temporary(entry)]
-            if [entry.name for entry in run.path.iterdir() if entry not in leftovers] not in ([], [run.config_path.name]):
+            # A run killed before its first epoch left at most its config, a write's temporary file and its
+            # lock file (kept: the lock of this command, or a killed one's that this command took over).
+            entries = [entry for entry in run.path.iterdir() if not is_lock_file(entry)]
+            leftovers = [entry for entry in entries if is_leftover_temporary(entry)]
+            if [entry.name for entry in entries if entry not in leftovers] not in ([], [run.config_path.name]):
                 raise RobustKDError(f"run directory {path} already holds a run; pass --resume to continue it or choose another --run-dir")
             for entry in leftovers:
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
@@ -57,9 +71,10 @@ class RunDirectory:
         return run
 
     def discard(self) -> None:
-        """Remove a run that never reached its first checkpoint (only robustkd's own files are in it)."""
+        """Remove a run that never reached its first checkpoint (only robustkd's own files are in it); a lock
+        file stays for its holder, which removes it and the then empty folder when it releases the lock."""
         if self.latest_state() is None and self.path.is_dir():
-            shutil.rmtree(self.path, ignore_errors=True)
+            clear_folder(self.path, remove=True)
 
     @property
     def config_path(self) -> Path:
@@ -93,8 +108,8 @@ class RunDirectory:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         weights = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-        save_file(weights, str(tmp / "model.safetensors"))
-        save_file(_optimizer_tensors(model, optimizer), str(tmp / "optimizer.safetensors"))
+        save_safetensors(weights, tmp / "model.safetensors")  # a full disk: OSError naming the file
+        save_safetensors(_optimizer_tensors(model, optimizer), tmp / "optimizer.safetensors")
         state = {
             **extra,
             "epoch": epoch,

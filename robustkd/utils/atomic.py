@@ -3,6 +3,10 @@
 A reader never sees a half-written file: it sees the old content or the new one. The file gets the
 permissions of any other tool's output (0666 less the user's umask), not ``mkstemp``'s private 0600, so
 others on a shared machine can read results the umask lets them read.
+
+A symlink is followed (its target is replaced; the link stays), and a target that exists as anything but a
+regular file - a folder, a device node such as ``/dev/null``, a FIFO, a socket - is refused (RobustKDError)
+before the write and again just before the rename: a rename would replace it by a regular file.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from robustkd.utils.fault_injection import boundary
+from robustkd.utils.output_path import refuse_non_regular, resolved
 
 
 @contextmanager
@@ -24,7 +29,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 
     On an exception the temporary file is removed and ``target`` is untouched.
     """
-    target = Path(target)
+    target = resolved(target)
+    refuse_non_regular(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_private_name(target)
     mode = tmp.stat().st_mode & 0o777
@@ -35,6 +41,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         boundary(f"replace {target.name}")
+        refuse_non_regular(target)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
         boundary(f"replaced {target.name}")

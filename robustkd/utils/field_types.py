@@ -15,6 +15,7 @@ import typing
 from typing import Any
 
 from robustkd.errors import RobustKDError
+from robustkd.utils.short_repr import short_repr
 
 
 def _matches(value: Any, expected: Any) -> bool:
@@ -63,4 +64,4 @@ def check_field_types(instance: Any, context: str) -> None:
     for field in dataclasses.fields(instance):
         value = getattr(instance, field.name)
         if not _matches(value, hints[field.name]):
-            raise RobustKDError(f"{context}: {field.name}={value!r}; expected {_describe(hints[field.name])}")
+            raise RobustKDError(f"{context}: {field.name}={short_repr(value)}; expected {_describe(hints[field.name])}")

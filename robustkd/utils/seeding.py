@@ -8,6 +8,10 @@ import random
 import numpy as np
 import torch
 
+# The largest seed: torch generators take 64 unsigned bits, but the results database stores a seed as SQLite's
+# signed 64-bit INTEGER, so a seed is at most 2^63 - 1 everywhere (flags, config files, study files).
+MAX_SEED = 2**63 - 1
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) with ``seed``."""

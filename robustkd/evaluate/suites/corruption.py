@@ -28,6 +28,7 @@ from robustkd.corruptions.catalog import (BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIO
                                            check_corruption)
 from robustkd.corruptions.engine import corrupt  # noqa: E402
 from robustkd.corruptions.layout import imagenet_c_folder, npy_available, read_severity_block  # noqa: E402
+from robustkd.corruptions.official_check import check_for_dataset, check_npy_files  # noqa: E402
 from robustkd.data.dataset import ImageDataset  # noqa: E402
 from robustkd.errors import RobustKDError  # noqa: E402
 from robustkd.evaluate.finite import nonfinite_count, raise_if_nonfinite  # noqa: E402
@@ -83,6 +84,16 @@ class CorruptionSuite(Suite[CorruptionParams]):
 
     def check(self, params: CorruptionParams) -> None:
         _require_official_dir(params)
+        folder = Path(params.official_dir) if params.source != "generated" and params.official_dir else None
+        if folder is not None and folder.is_dir() and all(npy_available(folder, name) for name in params.corruptions):
+            check_npy_files(folder, params.corruptions)  # every file whole, before anything runs
+
+    def check_inputs(self, params: CorruptionParams, dataset: str, test_labels) -> None:
+        """Official files: present, whole, of ``dataset``'s image size and classes, covering the clean pass
+        (robustkd/corruptions/official_check.py); nothing to read for generated cells."""
+        source = resolve_source(params, dataset)
+        if source.kind == "official":
+            check_for_dataset(source.folder, params.corruptions, dataset, test_labels)
 
     def run(self, ctx: SuiteContext, params: CorruptionParams, work: Path) -> SuiteOutput:
         if ctx.test is not None:
