@@ -477,3 +477,20 @@ def test_a_full_disk_during_train_is_one_line_and_keeps_the_last_good_checkpoint
     monkeypatch.setattr(safetensors.torch, "serialize_file", real)
     assert main([*argv, "--resume"]) == 0
     assert load_checkpoint(run).meta["epoch"] == 2
+
+
+def test_a_full_disk_during_an_atomic_write_names_the_file_and_leaves_nothing(tmp_path: Path) -> None:
+    """Probe: disk full during a plain write named no path. An fsync failing with ENOSPC now raises an
+    OSError naming the target (the CLI prints it as one line), and no temporary file is left."""
+    import errno
+    from unittest import mock
+
+    from robustkd.cli import os_error_message
+    from robustkd.utils.atomic import write_text_atomic
+
+    target = tmp_path / "leaderboard.csv"
+    with mock.patch("os.fsync", side_effect=OSError(errno.ENOSPC, "No space left on device")):
+        with pytest.raises(OSError) as raised:
+            write_text_atomic(target, "a,b\n")
+    assert os_error_message(raised.value) == f"{target}: No space left on device"
+    assert list(tmp_path.iterdir()) == []

@@ -45,6 +45,10 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
         _fsync_dir(target.parent)
         boundary(f"replaced {target.name}")
+    except OSError as exc:
+        if exc.filename is None:  # a write or fsync that failed (a full disk): name the file it was for
+            raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
