@@ -75,6 +75,10 @@ def unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise RobustKDError(f"{path} holds no state dict of tensors (looked at the top level and "
                             f"{', '.join(repr(k) for k in WRAPPER_KEYS)})")
+    if not all(isinstance(key, str) for key in obj):
+        odd = next(key for key in obj if not isinstance(key, str))
+        raise RobustKDError(f"{path}: state dict keys must be parameter names (strings), got {type(odd).__name__} "
+                            f"{str(odd)[:40]!r}")
     state = {}
     for key, value in obj.items():
         while key.startswith("module."):
@@ -99,7 +103,10 @@ def state_dict_problem(network: nn.Module, state: Mapping[str, torch.Tensor], *,
 
     A mismatch only in output sizes where the network has ``num_classes`` is reported as a class count."""
     expected = network.state_dict()
-    missing = [key for key in expected if key not in state and key not in allowed_missing]
+    # BatchNorm's step counter is absent from files saved before PyTorch 0.4.1 (torchvision's original ResNets);
+    # torch's strict load fills it in, so it is not missing.
+    missing = [key for key in expected if key not in state and key not in allowed_missing
+               and not key.endswith(".num_batches_tracked")]
     unexpected = [key for key in state if key not in expected]
     if missing or unexpected:
         parts = []

@@ -113,7 +113,7 @@ def run_report(args: argparse.Namespace) -> int:
     from robustkd.utils.output_path import check_output_file
 
     check_output_file(args.out, option="--out", what="report", database=_db(args.db))
-    write_text_atomic(args.out, render_report(read_results(_db(args.db)), args.radius))
+    write_text_atomic(args.out, render_report(read_results(_db(args.db)), args.radius), follow_links=True)
     print(f"wrote {args.out}")
     return 0
 

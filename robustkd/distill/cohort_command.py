@@ -103,7 +103,8 @@ def _holds_no_finished_epoch(cohort_dir: Path) -> bool:
             continue
         if not entry.is_dir() or RunDirectory(entry).latest_state() is not None:
             return False
-        if any(item.name != "config.json" and not is_leftover_temporary(item) for item in entry.iterdir()):
+        if any(item.name != "config.json" and not is_leftover_temporary(item) and not is_lock_file(item)
+               for item in entry.iterdir()):
             return False
     return True
 

@@ -82,6 +82,30 @@ def _with_official_dir(suites: list[SuiteFile], folder: Path) -> list[SuiteFile]
             if suite.name == "corruption" else suite for suite in suites]
 
 
+def check_imagenet_preprocessing(suites: Sequence[SuiteFile], path: Path, meta: dict[str, Any],
+                                 teacher_meta: dict[str, Any] | None) -> None:
+    """On ImageNet, refuse before any work what cannot honour a model's own preprocessing: corruption cells are
+    224-pixel images (ImageNet-C's files and the generator's cells), and the relations suite feeds the teacher the
+    student's images, so both need the same preprocessing."""
+    if meta.get("dataset") != "imagenet":
+        return
+    from robustkd.data.imagenet import EvalPreprocessing
+    from robustkd.evaluate.suite import Need, suite_class
+
+    mine = EvalPreprocessing.from_record(meta.get("preprocessing"))
+    names = {suite.name for suite in suites}
+    if "corruption" in names and mine.input_size != 224:
+        raise RobustKDError(f"evaluate: {path} takes {mine.input_size}-pixel inputs; the corruption suite's ImageNet-C "
+                            "cells are 224-pixel images (evaluate it without --suite corruption)")
+    needs_teacher = any(Need.TEACHER in suite_class(name).needs for name in names)
+    if needs_teacher and teacher_meta is not None:
+        theirs = EvalPreprocessing.from_record(teacher_meta.get("preprocessing"))
+        if theirs != mine:
+            raise RobustKDError(f"evaluate: {path} and its teacher prepare ImageNet inputs differently ({mine} vs "
+                                f"{theirs}); the relations suite shows both the same images, so it needs one "
+                                "preprocessing")
+
+
 def module_sha256(model: nn.Module) -> str:
     """SHA-256 of ``model``'s state dict serialised exactly as ``save_checkpoint`` writes weights (safetensors,
     CPU, contiguous, the checkpoint format's metadata): the identity of a model that has no checkpoint file,
@@ -124,6 +148,7 @@ def evaluate_checkpoints(
         if teacher_checkpoint is not None:
             check_teacher_matches(teacher_checkpoint.meta, teacher, meta["dataset"], meta["num_classes"],
                                   whom=f"{path} is evaluated")
+        check_imagenet_preprocessing(suite_files, path, meta, teacher_checkpoint.meta if teacher_checkpoint else None)
     check_suite_inputs(suite_files, (read_sidecar(path)[0]["dataset"] for path in checkpoints), n_examples=n_examples,
                        data_dir=data_dir, allow_embedded=allow_embedded)  # the suites' own files, per dataset
     teacher_info = {**teacher_checkpoint.meta, "weights_sha256": teacher_checkpoint.sha256} if teacher_checkpoint else None

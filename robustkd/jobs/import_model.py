@@ -76,6 +76,11 @@ class ImportOutcome:
 
 
 def _check_out(out: Path) -> None:
+    from robustkd.utils.output_path import check_output_folder
+
+    if out.is_symlink():
+        raise RobustKDError(f"import: --out {out} is a symbolic link; expected a new folder for the checkpoint")
+    check_output_folder(out, what="checkpoint")
     if out.exists() and not out.is_dir():
         raise RobustKDError(f"import: --out {out} is a file; expected a new folder for the checkpoint")
     if out.is_dir() and any(out.iterdir()):

@@ -59,18 +59,34 @@ def _close(name: str, names: list[str]) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
+# Constructor arguments that load or fetch weights or files (timm's ``checkpoint_path`` unpickles with
+# weights_only=False; ``pretrained*`` downloads; torchvision's ``weights_backbone`` fetches): never passed on,
+# whether they come from ``--model-arg`` or from a sidecar. Matched on substrings, case-insensitively.
+LOADING_ARGUMENT_PARTS = ("checkpoint", "pretrained", "weight", "cache", "url", "path", "file", "hub", "download")
+
+
+def refuse_loading_arguments(kwargs: dict[str, Any] | None, library: str) -> None:
+    """RobustKDError (one line) for a constructor argument that would load, fetch or unpickle anything."""
+    bad = sorted(key for key in (kwargs or {}) if any(part in str(key).lower() for part in LOADING_ARGUMENT_PARTS))
+    if bad:
+        raise RobustKDError(f"{library} constructor argument(s) {', '.join(bad)} refused: robustkd never lets a "
+                            "constructor load, download or unpickle weights (weights come from the checkpoint's "
+                            "safetensors or from --weights)")
+
+
 def timm_network(name: str, num_classes: int, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """``timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)``; ``name`` may carry a
     pretrained tag (``resnet10t.c3_in1k``), which selects timm's config for it, never a download."""
     timm = quiet_import("timm")
 
+    refuse_loading_arguments(kwargs, "timm")
     architecture = name.split(".", 1)[0]
     if not timm.is_model(architecture):
         raise RobustKDError(f"unknown timm model {name!r}{_close(architecture, timm.list_models())} "
                             f"(timm {timm.__version__}; `timm.list_models()` lists them)")
     try:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **(kwargs or {}))
-    except (TypeError, ValueError, RuntimeError, AssertionError, KeyError) as exc:
+    except Exception as exc:  # a library's constructor raises anything (AttributeError for a bad pretrained_cfg)
         raise RobustKDError(f"timm cannot build {name} with {num_classes} classes and {kwargs or {}} "
                             f"({type(exc).__name__}: {_first_line(exc)})") from None
 
@@ -79,12 +95,13 @@ def torchvision_network(name: str, num_classes: int, kwargs: dict[str, Any] | No
     """``torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)``."""
     torchvision = quiet_import("torchvision")
 
+    refuse_loading_arguments(kwargs, "torchvision")
     names = sorted(torchvision.models.list_models(module=torchvision.models))
     if name not in names:
         raise RobustKDError(f"unknown torchvision model {name!r}{_close(name, names)} (`robustkd models` lists them)")
     try:
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **(kwargs or {}))
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # a library's constructor raises anything
         raise RobustKDError(f"torchvision cannot build {name} with {num_classes} classes and {kwargs or {}} "
                             f"({_first_line(exc)})") from None
 

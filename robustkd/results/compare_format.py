@@ -171,7 +171,7 @@ def write_comparison(comparison: Comparison, fmt: str, out: Path | None) -> str 
     if out is None:
         return text
     try:
-        write_text_atomic(out, text)
+        write_text_atomic(out, text, follow_links=True)
     except OSError as exc:
         raise RobustKDError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
     return None

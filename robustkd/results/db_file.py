@@ -170,9 +170,13 @@ def create_database(db: Path, build: Callable[[sqlite3.Connection], None]) -> No
             os.link(tmp, target)
         except FileExistsError:
             pass  # another process created it first: its file is complete as well
-        except OSError:  # a file system without hard links: rename, but only over nothing
-            if not target.exists():
-                os.rename(tmp, target)
+        except OSError:  # a file system without hard links: claim the name first (O_EXCL), then fill it
+            # An empty database file is built in place, in one transaction, by whoever opens it next (this process
+            # included), so no process can ever hold a file that a rename then replaces.
+            try:
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            except FileExistsError:
+                pass  # another process created it first
         _fsync_folder(target.parent)
         boundary(f"linked database {target.name}")
     finally:
@@ -289,8 +293,11 @@ def open_read_only(db: Path, timeout: float) -> sqlite3.Connection:
     """A read-only connection: ``mode=ro``, else (SQLite cannot create the WAL index of a database in a read-only
     folder) ``immutable=1``, which reads the file as it stands."""
     uri = real_path(db).as_uri()
+    wal = real_path(db).with_name(real_path(db).name + "-wal")
+    # immutable=1 ignores a write-ahead log: only safe when there is none (else its commits would be missed).
+    suffixes = ("?mode=ro",) if wal.is_file() and wal.stat().st_size > 0 else ("?mode=ro", "?mode=ro&immutable=1")
     last: sqlite3.Error | None = None
-    for suffix in ("?mode=ro", "?mode=ro&immutable=1"):
+    for suffix in suffixes:
         connection = sqlite3.connect(uri + suffix, uri=True, timeout=timeout, isolation_level=None)
         try:
             connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
@@ -299,6 +306,10 @@ def open_read_only(db: Path, timeout: float) -> sqlite3.Connection:
             connection.close()
             last = exc
     assert last is not None
+    if len(suffixes) == 1:
+        raise sqlite3.OperationalError(f"{db} cannot be read as it is: its write-ahead log {wal.name} holds commits "
+                                       "not yet in the file and the folder is read-only (copy both files to a "
+                                       "writable folder and read the copy)")
     raise last
 
 

@@ -40,7 +40,7 @@ def export_leaderboard(table: pd.DataFrame, fmt: str, out: Path, radius: float =
         shown = display_table(table, radius).map(lambda v: html.escape(str(v)))
         text = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>robustkd leaderboard</title></head><body>"
                 + shown.to_html(index=False, escape=False, na_rep="-") + "</body></html>\n")
-    write_text_atomic(out, text)
+    write_text_atomic(out, text, follow_links=True)
 
 
 def export_corruption_grid(grid: pd.DataFrame, out: Path) -> None:
@@ -48,4 +48,4 @@ def export_corruption_grid(grid: pd.DataFrame, out: Path) -> None:
     if grid.empty:
         raise RobustKDError("leaderboard export: no corruption results recorded")
     check_output_file(out, option="--grid-out", what="corruption grid")
-    write_text_atomic(out, grid.to_csv(index=False, float_format="%.4f"))
+    write_text_atomic(out, grid.to_csv(index=False, float_format="%.4f"), follow_links=True)

@@ -91,8 +91,8 @@ def save_comparison_outputs(figure: Figure, plot: Path, text: str, out: Path | N
     try:
         check_output_files([("--plot", plot, "forest plot"), ("--out", out, "comparison")])
         with ExitStack() as stack:
-            plot_tmp = stack.enter_context(atomic_path(plot))
-            out_tmp = stack.enter_context(atomic_path(out)) if out is not None else None
+            plot_tmp = stack.enter_context(atomic_path(plot, follow_links=True))
+            out_tmp = stack.enter_context(atomic_path(out, follow_links=True)) if out is not None else None
             figure.savefig(plot_tmp, format="png", dpi=120)
             if out_tmp is not None:
                 out_tmp.write_text(text, encoding="utf-8")

@@ -24,12 +24,15 @@ from robustkd.utils.output_path import refuse_non_regular, resolved
 
 
 @contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], *, follow_links: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
 
-    On an exception the temporary file is removed and ``target`` is untouched.
+    On an exception the temporary file is removed and ``target`` is untouched. A symbolic link at ``target`` is
+    replaced by the file (its target untouched) unless ``follow_links``: an output the user named and
+    ``robustkd.utils.output_path.check_output_file`` accepted is written through its links; robustkd's own
+    files (configs, sidecars, weights) never are, so a link planted in a run folder cannot redirect a write.
     """
-    target = resolved(target)
+    target = resolved(target) if follow_links else Path(os.path.abspath(target))
     refuse_non_regular(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_private_name(target)
@@ -85,13 +88,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_path(target) as tmp:
+def write_bytes_atomic(target: str | os.PathLike[str], data: bytes, *, follow_links: bool = False) -> None:
+    with atomic_path(target, follow_links=follow_links) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
-    write_bytes_atomic(target, text.encode("utf-8"))
+def write_text_atomic(target: str | os.PathLike[str], text: str, *, follow_links: bool = False) -> None:
+    write_bytes_atomic(target, text.encode("utf-8"), follow_links=follow_links)
 
 
 def write_json_atomic(target: str | os.PathLike[str], obj: Any) -> None:

@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -159,6 +160,17 @@ def _in_use(folder: Path, option: str, info: dict[str, Any]) -> RobustKDError:
                          f"wait for it to finish or choose another {option}")
 
 
+# Never follow a link named like the lock file, never block on a FIFO: a lock file is a plain file or refused.
+SAFE_OPEN = getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+def _plain_file_or_refuse(fd: int, lock_path: Path) -> int:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RobustKDError(f"{lock_path} is not a regular file; robustkd's lock file is: remove it")
+    return fd
+
+
 def refuse_if_held(folder: str | os.PathLike[str] | None, *, option: str = "--run-dir") -> None:
     """Raise the "in use" RobustKDError when another process holds ``folder`` or the folder holding it (a
     cohort holding a member's folder); creates and changes nothing. For refusals decided before the lock is
@@ -170,8 +182,11 @@ def refuse_if_held(folder: str | os.PathLike[str] | None, *, option: str = "--ru
         if key in _held:
             continue
         try:
-            fd = os.open(key / LOCK_NAME, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(key / LOCK_NAME, os.O_RDONLY | SAFE_OPEN)
         except OSError:
+            continue
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
             continue
         try:
             try:
@@ -211,12 +226,12 @@ def lock_folder(folder: str | os.PathLike[str], *, option: str = "--run-dir", wh
             raise RobustKDError(f"{option} {folder}: a part of its path is a file; expected a folder for the "
                                 f"{what}") from None
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            fd = _plain_file_or_refuse(os.open(lock_path, os.O_RDWR | os.O_CREAT | SAFE_OPEN, 0o666), lock_path)
         except FileNotFoundError:  # a holder removed the folder as it released it: try again
             continue
         except PermissionError:
             try:  # another user's lock file in a shared folder: a read-only descriptor locks as well
-                fd = os.open(lock_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                fd = _plain_file_or_refuse(os.open(lock_path, os.O_RDONLY | SAFE_OPEN), lock_path)
             except FileNotFoundError:  # this user cannot create a file here: it cannot write the folder either
                 return FolderLock(folder)
             except PermissionError:
@@ -224,6 +239,8 @@ def lock_folder(folder: str | os.PathLike[str], *, option: str = "--run-dir", wh
         except OSError as exc:
             if exc.errno == errno.EROFS:  # a read-only file system: nothing can be written there
                 return FolderLock(folder)
+            if exc.errno in (errno.ELOOP, errno.EMLINK, errno.ENXIO):  # a link or a FIFO named like the lock
+                raise RobustKDError(f"{lock_path} is not a regular file; robustkd's lock file is: remove it") from None
             raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
