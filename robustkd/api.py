@@ -30,6 +30,7 @@ from robustkd.jobs.evaluate import EvaluatedSuite
 from robustkd.jobs.import_model import ImportOutcome
 from robustkd.jobs.run_plan import Mode
 from robustkd.jobs.train import TrainOutcome
+from robustkd.utils.short_repr import short_repr
 
 __all__ = ["distill", "evaluate", "import_model", "study", "train"]
 
@@ -62,8 +63,14 @@ def evaluate(
                                out=Path(out), recording=recording, teacher=teacher, n_examples=n_examples,
                                data_dir=data_dir, allow_embedded=allow_embedded, device=device, overwrite=overwrite,
                                skip_finished=skip_finished, threads=threads, announce=announce)
-    paths = [Path(model_or_checkpoint)] if isinstance(model_or_checkpoint, (str, Path)) else \
-        [Path(item) for item in model_or_checkpoint]
+    if isinstance(model_or_checkpoint, (str, Path)):
+        paths = [Path(model_or_checkpoint)]
+    elif isinstance(model_or_checkpoint, (list, tuple)) and model_or_checkpoint and all(
+            isinstance(item, (str, Path)) for item in model_or_checkpoint):
+        paths = [Path(item) for item in model_or_checkpoint]
+    else:
+        raise RobustKDError(f"evaluate: expected a torch.nn.Module, a checkpoint path or a list of them, got "
+                            f"{type(model_or_checkpoint).__name__} {short_repr(model_or_checkpoint)}")
     if isinstance(teacher, nn.Module):
         raise RobustKDError("evaluate: checkpoints take a teacher checkpoint path, not a module")
     if dataset is not None:
@@ -108,6 +115,8 @@ def distill(*, teacher: str | Path, students: str | None = None, methods: str | 
     from robustkd.jobs.distill import DistillRequest, plan_distillation, run_distillation
 
     _check_keys(values, DistillConfig, "distill")
+    if options is not None and not isinstance(options, dict):
+        raise RobustKDError(f"distill: options={short_repr(options)}; expected a dict of method options")
     request = DistillRequest({**values, "teacher": str(teacher)}, methods=methods, students=students,
                              seeds=None if seeds is None else list(seeds), options=dict(options or {}),
                              config_file=None if config is None else Path(config),
@@ -129,7 +138,8 @@ def study(name_or_file: str | Path, *, plan: bool = False, stage: str | None = N
     spec = load_study(name_or_file)
     settings = StudySettings(runs=Path(runs_dir or spec.runs), results=Path(results_dir or spec.results),
                              data_dir=resolve_data_dir(data_dir), device=device,
-                             seeds=None if seeds is None else list(seeds), cohorts=tuple(cohorts))
+                             seeds=None if seeds is None else list(seeds),
+                             cohorts=(cohorts,) if isinstance(cohorts, str) else tuple(cohorts))  # a bare name: one
     runner = StudyRunner(spec, settings, announce)
     lines = runner.plan_lines(stages)
     if not plan:
@@ -152,6 +162,9 @@ def import_model(source: str, out: str | Path, *, architecture: str | None = Non
     from robustkd.jobs.import_model import ImportRequest
     from robustkd.jobs.import_model import import_model as run_import
 
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise RobustKDError(f"import: model_kwargs={short_repr(model_kwargs)}; expected a dict of constructor "
+                            "arguments")
     options = ImportOptions(architecture=architecture, dataset=dataset, num_classes=num_classes,
                             weights=None if weights is None else Path(weights), mean=mean, std=std,
                             model_dir=None if model_dir is None else Path(model_dir),

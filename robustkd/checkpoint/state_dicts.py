@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import pickle
 import re
+import struct
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,8 +46,11 @@ def read_weights_file(path: Path) -> Any:
             raise RobustKDError(f"{path} is not a readable safetensors file ({_first_line(exc)})") from None
     if path.suffix in TORCH_SUFFIXES:
         try:
-            return torch.load(str(path), map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, ImportError) as exc:
+            with warnings.catch_warnings():  # torch warns about an odd pickle protocol before refusing it
+                warnings.simplefilter("ignore")
+                return torch.load(str(path), map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, ImportError,
+                KeyError, IndexError, TypeError, struct.error) as exc:  # a damaged pickle's memo, stack, frames
             raise RobustKDError(f"refusing {path}: it cannot be read with weights_only=True ({_unpickling_reason(exc)}); "
                                 "robustkd never unpickles code from a weights file") from None
     raise RobustKDError(f"{path} has suffix {path.suffix!r}; expected .safetensors, .pth, .pt or .bin")
@@ -117,6 +122,11 @@ def state_dict_problem(network: nn.Module, state: Mapping[str, torch.Tensor], *,
         return "; ".join(parts)
     shapes = [(key, tuple(state[key].shape), tuple(expected[key].shape)) for key in expected
               if key in state and tuple(state[key].shape) != tuple(expected[key].shape)]
+    kinds = [key for key in expected if key in state and state[key].is_floating_point() != expected[key].is_floating_point()]
+    if kinds and not shapes:  # integer weights copied into float parameters would load as other numbers
+        key = kinds[0]
+        return (f"{key} holds {str(state[key].dtype)[6:]} values in the file, {str(expected[key].dtype)[6:]} in the "
+                f"network" + (f" (and {len(kinds) - 1} more tensors of the wrong kind)" if len(kinds) > 1 else ""))
     if not shapes:
         return None
     if num_classes is not None and all(mine and theirs and mine[0] == num_classes and theirs[0] != mine[0]

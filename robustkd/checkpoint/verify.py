@@ -39,7 +39,7 @@ def read_sidecar_json(path: Path) -> Any:
                             "of JSON (is it the right file?)")
     try:
         return json.loads(path.read_bytes().decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
         raise RobustKDError(f"checkpoint: {path} is not valid JSON ({str(exc).splitlines()[0][:200]})") from None
     except RecursionError:
         raise RobustKDError(f"checkpoint: {path} nests its JSON too deeply to be a sidecar") from None

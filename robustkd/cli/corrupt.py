@@ -35,11 +35,17 @@ def run(args: argparse.Namespace) -> int:
     from robustkd.data.sources import check_dataset_name, load_image_dataset
     from robustkd.utils.device import resolve_device
     from robustkd.utils.output_path import check_output_folder
+    from robustkd.utils.seeding import MAX_SEED
 
     check_output_folder(args.out, option="--out", what="corrupted set")  # before any work: a folder or new
     groups = {"benchmark": list(BENCHMARK_CORRUPTIONS), "extra": list(EXTRA_CORRUPTIONS),
               "all": list(BENCHMARK_CORRUPTIONS + EXTRA_CORRUPTIONS)}
     names = groups.get(args.corruptions) or [check_corruption(n.strip()) for n in args.corruptions.split(",") if n.strip()]
+    if not names:
+        raise RobustKDError(f"--corruptions {args.corruptions!r} names no corruption; expected benchmark, extra, all or "
+                            "comma-separated names")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise RobustKDError(f"--seed {args.seed}: expected a non-negative integer of at most {MAX_SEED} (2^63 - 1)")
     check_dataset_name(args.dataset)
     if args.dataset == "imagenet":
         raise RobustKDError("--dataset imagenet: generate ImageNet-C with the authors' folder layout tools; "

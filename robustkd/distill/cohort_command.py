@@ -170,6 +170,7 @@ def cohort_command(
         cohort_dir = Path(cohort_dir or default_cohort_dir(members))
     placement = init_placement(first.device)
     locks: list[FolderLock] = []
+    prepared = False  # the folder was accepted as this command's: only then may a failure clean it
     try:
         if first.deterministic:
             enable_determinism()
@@ -179,6 +180,7 @@ def cohort_command(
                 RunDirectory.create(cohort_dir, resume=resume)
             else:
                 _prepare_folder(cohort_dir, resume)
+            prepared = True
         status = read_cohort(cohort_dir).get("status", {}) if resume and not solo else {}
         record = {"format": COHORT_FORMAT, "teacher": teacher_summary(teacher.meta, Path(first.teacher)),
                   "members": [{"name": m.spec.name, "student": m.spec.student, "method": m.spec.method,
@@ -196,7 +198,9 @@ def cohort_command(
                                   stop_after=stop_after, allow_embedded=allow_embedded, solo=solo,
                                   announce=announce)
     except BaseException:
-        if placement.is_main and not resume and locks:  # only a folder this process holds is cleaned
+        # only a folder this process holds and accepted is cleaned: a refused one (another run's checkpoint,
+        # which has no training state) stays as it was
+        if placement.is_main and not resume and locks and prepared:
             if solo:
                 RunDirectory(cohort_dir).discard()
             elif cohort_dir.is_dir() and _holds_no_finished_epoch(cohort_dir):

@@ -76,6 +76,8 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise RobustKDError(f"--method entry {spec!r}: {item!r} is not option=value")
+        if key.strip() in overrides:
+            raise RobustKDError(f"--method entry {spec!r} sets {key.strip()} twice")
         overrides[key.strip()] = _option_value(value.strip())
     return name.strip(), overrides
 
@@ -100,6 +102,8 @@ def parse_seeds(text: str) -> list[int]:
 
 def cohort_members(methods: str, students: str, seeds: list[int], base_options: dict[str, Any]) -> list[MemberSpec]:
     """Every (student, method, seed) member, students and methods validated; duplicates refused."""
+    if any(list(seeds).count(seed) > 1 for seed in seeds):  # parse_seeds refuses them on the command line
+        raise RobustKDError(f"--seeds {list(seeds)!r} names a seed twice")
     method_specs = split_top_level(methods)
     student_names = [name.strip() for name in students.split(",")]
     if any(not spec for spec in method_specs):

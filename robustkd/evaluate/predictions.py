@@ -19,6 +19,12 @@ def collect_logits(model: nn.Module, loader, num_classes: int) -> tuple[torch.Te
         if float(inputs.min()) < 0.0 or float(inputs.max()) > 1.0:
             raise RobustKDError(f"evaluate: inputs must lie in [0, 1], got [{float(inputs.min()):.3g}, {float(inputs.max()):.3g}]")
         logits = model(inputs)
+        if not isinstance(logits, torch.Tensor):
+            raise RobustKDError(f"evaluate: the model returns a {type(logits).__name__}; expected a tensor of logits "
+                                f"(one row of {num_classes} per input)")
+        if logits.ndim == 2 and logits.shape[0] != inputs.shape[0]:
+            raise RobustKDError(f"evaluate: the model returns {logits.shape[0]} rows of logits for a batch of "
+                                f"{inputs.shape[0]} inputs; expected one row per input")
         if logits.ndim != 2 or logits.shape[1] != num_classes:
             raise RobustKDError(f"evaluate: the model outputs {tuple(logits.shape[1:])} per input; the dataset has {num_classes} classes")
         all_logits.append(logits.float().cpu())

@@ -36,6 +36,7 @@ from robustkd.evaluate.suite import Need, Suite, SuiteOutput, suite_class
 from robustkd.evaluate.suite_file import SuiteFile
 from robustkd.evaluate.suite_params import validate_params
 from robustkd.evaluate.summary import ResultSummary
+from robustkd.utils.atomic import is_leftover_temporary
 from robustkd.utils.fault_injection import boundary
 from robustkd.utils.folder_lock import lock_folder
 
@@ -263,6 +264,11 @@ def _run_suite(suite: SuiteFile, target: Path, context: SuiteContext, name: str)
     if not cls.resumable:
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
+    for leftover in [entry for entry in work.iterdir() if is_leftover_temporary(entry)]:  # a write cut by a kill
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
     stamp.write_text(key)
     try:
         output = cls().run(context, suite.params, work)

@@ -85,8 +85,10 @@ def load_suite(name_or_path: str) -> SuiteFile:
     path, data = read_suite_bytes(name_or_path)
     try:
         values = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # TOMLDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
         raise RobustKDError(f"suite file {path} does not parse ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise RobustKDError(f"suite file {path} nests its values too deeply for a suite file") from None
     name = values.pop("suite", None)
     registry = load_suites()
     if not isinstance(name, str):

@@ -71,6 +71,8 @@ class ResultSummary:
             raise RobustKDError(f"results: cannot read {path} ({exc.strerror or exc})") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise RobustKDError(f"results: {path} is not valid JSON ({str(exc).splitlines()[0]})") from None
+        except RecursionError:
+            raise RobustKDError(f"results: {path} nests its JSON too deeply to be a result summary") from None
         if not isinstance(values, dict):
             raise RobustKDError(f"results: {path} must hold a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}

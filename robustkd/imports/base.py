@@ -171,8 +171,9 @@ def resolve_dataset(spec: SourceSpec, options: ImportOptions, default: str | Non
                             "(cifar100, cifar10, imagenet or synthetic): it decides the class count, the input "
                             "statistics and the evaluation data")
     info = dataset_info(dataset)
-    if options.num_classes is not None and options.num_classes != info.num_classes:
-        raise RobustKDError(f"import {spec.name}: --num-classes {options.num_classes} does not match {dataset}, which "
+    wanted = options.num_classes
+    if wanted is not None and (wanted != info.num_classes or isinstance(wanted, bool) or not isinstance(wanted, int)):
+        raise RobustKDError(f"import {spec.name}: --num-classes {options.num_classes!r} does not match {dataset}, which "
                             f"has {info.num_classes} classes (robustkd evaluates and distils over a dataset's classes)")
     return dataset, info.num_classes
 

@@ -26,7 +26,7 @@ from robustkd.distill.cohort_command import skip_finished_plan as cohort_skip_fi
 from robustkd.distill.cohort_spec import MemberSpec, cohort_members
 from robustkd.distill.command import DistillConfig
 from robustkd.errors import RobustKDError
-from robustkd.jobs.run_plan import Action, Mode, RunPlan, check_mode, refusals_name_the_holder
+from robustkd.jobs.run_plan import Action, Mode, RunPlan, check_mode, check_stop_after, refusals_name_the_holder
 from robustkd.train.command import config_for_resume
 from robustkd.train.command import skip_finished_plan as solo_skip_finished_plan
 from robustkd.train.config import read_config_file
@@ -111,8 +111,9 @@ def _new_members(request: DistillRequest) -> list[PlannedMember]:
     file_options = file_values.pop("method_options", {})
     if not isinstance(file_options, dict):
         raise RobustKDError(f"--config: [method_options] must be a table of option = value, got {file_options!r}")
-    methods = request.methods or file_values.pop("method", None) or DEFAULT_METHOD
-    students = request.students or file_values.pop("model", None) or DEFAULT_STUDENT
+    # an empty --method '' / --student '' is refused (an empty entry), not taken as "not given"
+    methods = request.methods if request.methods is not None else file_values.pop("method", None) or DEFAULT_METHOD
+    students = request.students if request.students is not None else file_values.pop("model", None) or DEFAULT_STUDENT
     file_values.pop("method", None)
     file_values.pop("model", None)
     if request.seeds is not None:
@@ -147,6 +148,7 @@ def _resumed_members(request: DistillRequest, solo: bool) -> list[PlannedMember]
 def run_distillation(plan: RunPlan[Distillation], *, data_dir: str | Path | None = None, stop_after: int | None = None,
                      allow_embedded: bool = False, announce: Callable[[str], None] = print) -> DistillOutcome:
     """Carry ``plan`` out: nothing when finished, else train every member (resuming where the plan says)."""
+    check_stop_after(stop_after)
     distillation = plan.payload
     if plan.action is Action.SKIP:
         return DistillOutcome(Path(plan.run_dir), {}, distillation.solo, skipped=True)  # type: ignore[arg-type]

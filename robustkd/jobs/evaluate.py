@@ -23,6 +23,7 @@ from torch import nn
 from robustkd.errors import RobustKDError
 from robustkd.evaluate.suite_file import SuiteFile
 from robustkd.evaluate.suite_inputs import check_suite_inputs
+from robustkd.utils.short_repr import short_repr
 
 Announce = Callable[[str], None]
 
@@ -61,6 +62,11 @@ def resolve_suites(names: Sequence[str | SuiteFile], *, has_teacher: bool,
     from robustkd.evaluate.suite_file import load_suite
 
     every = [cls.name for cls in suites_in_order() if Need.TEACHER not in cls.needs or has_teacher]
+    if isinstance(names, (str, SuiteFile)):  # api.evaluate(..., suites="clean"): one suite, not five letters
+        names = [names]
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, (str, SuiteFile)) for n in names):
+        raise RobustKDError(f"evaluate: suites={short_repr(names)}; expected a list of suite names, .toml paths or "
+                            "SuiteFiles (at least one)")
     suites: list[SuiteFile] = []
     for entry in names:
         if isinstance(entry, SuiteFile):
@@ -185,6 +191,7 @@ def evaluate_module(
 
     if not isinstance(model, nn.Module):
         raise RobustKDError(f"evaluate: expected a torch.nn.Module or a checkpoint path, got {type(model).__name__}")
+    _check_module_info(name, model_info)
     recording = recording or Recording.under(out)
     info = dataset_info(dataset)
     suite_files = resolve_suites(suites, has_teacher=teacher is not None)
@@ -204,6 +211,22 @@ def evaluate_module(
         allow_embedded=allow_embedded, device=resolve_device(device), overwrite=overwrite,
         skip_finished=skip_finished, teacher=teacher, teacher_info=teacher_info, threads=threads_in_use,
         announce=announce)
+
+
+def _check_module_info(name: Any, model_info: Any) -> None:
+    """``name`` a string; ``model_info`` a dict whose fields the result summary and protocol read have their types."""
+    if name is not None and not isinstance(name, str):
+        raise RobustKDError(f"evaluate: name={short_repr(name)}; expected a string")
+    if model_info is None:
+        return
+    if not isinstance(model_info, dict):
+        raise RobustKDError(f"evaluate: model_info={short_repr(model_info)}; expected a dict (architecture, method, ...)")
+    for keys, kind, expected in ((("architecture", "method", "kind"), str, "a string"),
+                                 (("method_options", "cohort", "teacher", "hyperparameters", "preprocessing",
+                                   "normalization", "source"), dict, "a dict")):
+        for key in keys:
+            if model_info.get(key) is not None and not isinstance(model_info[key], kind):
+                raise RobustKDError(f"evaluate: model_info {key}={short_repr(model_info[key])}; expected {expected}")
 
 
 def _check_options(n_examples: int | None, overwrite: bool, skip_finished: bool, recording: Recording) -> None:

@@ -59,6 +59,12 @@ def check_mode(mode: Mode, run_dir: Path | None) -> None:
         raise RobustKDError("--skip-finished needs --run-dir naming the run to start, resume or skip")
 
 
+def check_stop_after(stop_after: int | None) -> None:
+    """``--stop-after EPOCH`` is a positive epoch number (0 trained nothing and left a config-only folder)."""
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise RobustKDError(f"--stop-after {stop_after!r}: expected a positive epoch number")
+
+
 Planner = TypeVar("Planner", bound=Callable[..., Any])
 
 

@@ -27,6 +27,7 @@ from robustkd.jobs.run_plan import Action, Mode, RunPlan
 from robustkd.jobs.study_file import CohortSpec, EvaluationSpec, Study, TeacherSpec
 from robustkd.jobs.train import TrainRequest, plan_training, run_training
 from robustkd.train.skip_finished import run_state
+from robustkd.utils.seeding import MAX_SEED
 
 STAGES = ("teachers", "cohorts", "evaluate", "report")
 PARALLEL_STAGES = ("cohorts", "evaluate")  # one process per cohort with --jobs N
@@ -70,7 +71,9 @@ class StudyRunner:
         if unknown:
             raise RobustKDError(f"--cohort {unknown[0]!r} is not a cohort of study {study.name}; expected one of: "
                                 f"{', '.join(c.name for c in study.cohorts)}")
-        if settings.seeds is not None and (not settings.seeds or len(set(settings.seeds)) != len(settings.seeds)):
+        seeds = settings.seeds
+        if seeds is not None and (not seeds or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED
+                                                   for s in seeds) or len(set(seeds)) != len(seeds)):
             raise RobustKDError(f"--seeds {settings.seeds}: expected distinct non-negative integers")
         self._real_data: bool | None = None
 

@@ -125,8 +125,10 @@ def load_study(name_or_path: str | Path) -> Study:
         path, data = Path(str(entry)), entry.read_bytes()
     try:
         content = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except ValueError as exc:  # TOMLDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
         raise RobustKDError(f"study: {path} does not parse ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise RobustKDError(f"study: {path} nests its values too deeply for a study file") from None
     return _parse(content, path, hashlib.sha256(data).hexdigest())
 
 
@@ -190,6 +192,8 @@ def _parse(content: dict[str, Any], path: Path, sha256: str) -> Study:
     cohorts = [_cohort(table, path, index, teachers) for index, table in enumerate(top.get("cohorts", list, []))]
     _unique([c.name for c in cohorts] + list(teachers), f"study {path}: teacher and cohort names")
     _unique([c.folder for c in cohorts] + [t.folder for t in teachers.values() if t.train], f"study {path}: run folders")
+    _check_folders([(f"cohort {c.name}", c.folder) for c in cohorts]
+                   + [(f"[teachers.{t.name}]", t.folder) for t in teachers.values() if t.train], path)
     models = set(teachers) | {c.name for c in cohorts}
     evaluations = [_evaluation(table, path, index, models) for index, table in enumerate(top.get("evaluations", list, []))]
     comparisons = [_comparison(table, path, index) for index, table in enumerate(top.get("comparisons", list, []))]
@@ -229,6 +233,21 @@ def _check_config_keys(table: dict[str, Any], config: str, where: str) -> None:
         resolve_config(config_cls, values, {"teacher": "checked later"} if config == "DistillConfig" else {})
     except RobustKDError as exc:
         raise RobustKDError(f"{where}: {exc}") from None
+
+
+def _check_folders(folders: list[tuple[str, str]], path: Path) -> None:
+    """Run folders lie inside the runs folder, one run each: relative, no empty, '.' or '..' part, none inside
+    another (a folder '' or '.' was the runs folder itself; '../x' escaped it)."""
+    for where, folder in folders:
+        parts = folder.replace("\\", "/").split("/")
+        if Path(folder).is_absolute() or any(part in ("", ".", "..") for part in parts):
+            raise RobustKDError(f"study {path}: {where}: folder {folder!r} must be a relative path inside the runs "
+                                "folder, without empty, '.' or '..' parts")
+    for where, folder in folders:
+        for other_where, other in folders:
+            if folder.replace("\\", "/").startswith(other.replace("\\", "/") + "/"):
+                raise RobustKDError(f"study {path}: {where}: folder {folder!r} is inside {other_where}'s folder "
+                                    f"{other!r}; a run folder holds one run")
 
 
 def _unique(names: list[str], what: str) -> None:

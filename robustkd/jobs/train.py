@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustkd.jobs.run_plan import Action, Mode, RunPlan, check_mode, refusals_name_the_holder
+from robustkd.jobs.run_plan import Action, Mode, RunPlan, check_mode, check_stop_after, refusals_name_the_holder
 from robustkd.train.command import TrainRunConfig, config_for_resume, skip_finished_plan, train_command
 from robustkd.train.config import read_config_file, resolve_config
 
@@ -60,6 +60,7 @@ def plan_training(request: TrainRequest) -> RunPlan[TrainRunConfig]:
 def run_training(plan: RunPlan[TrainRunConfig], *, data_dir: str | Path | None = None, stop_after: int | None = None,
                  allow_embedded: bool = False, announce: Callable[[str], None] = print) -> TrainOutcome:
     """Carry ``plan`` out: nothing when finished, else train (resuming when the plan says so)."""
+    check_stop_after(stop_after)
     if plan.action is Action.SKIP:
         return TrainOutcome(Path(plan.run_dir), {}, skipped=True)  # type: ignore[arg-type]
     run, row = train_command(plan.payload, run_dir=plan.run_dir, data_dir=None if data_dir is None else str(data_dir),

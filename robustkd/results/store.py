@@ -78,7 +78,8 @@ def check_database(db: Path) -> None:
     locked by another writer for longer than ``BUSY_TIMEOUT_S``. A missing, empty (0-byte) or table-less file
     is fine: the first recording creates the schema."""
     if db.exists() and not db.is_file():
-        raise RobustKDError(f"results: --db {db} is a folder; expected a SQLite file")
+        raise RobustKDError(f"results: --db {db} is {'a folder' if db.is_dir() else 'not a regular file'}; "
+                            "expected a SQLite file")
     if not db.exists():
         parent = next((folder for folder in [db.parent, *db.parent.parents] if folder.exists()), None)
         if parent is not None and not parent.is_dir():
@@ -141,7 +142,8 @@ def connect(db: Path) -> sqlite3.Connection:
     schema in place; see robustkd/results/db_file.py); anything else that cannot record results is a
     RobustKDError naming it (a foreign or damaged database, a newer schema, read-only, locked)."""
     if db.exists() and not db.is_file():
-        raise RobustKDError(f"results: --db {db} is a folder; expected a SQLite file")
+        raise RobustKDError(f"results: --db {db} is {'a folder' if db.is_dir() else 'not a regular file'}; "
+                            "expected a SQLite file")
     try:
         if not db.exists():
             db_file.create_database(db, lambda connection: _build_schema(connection, db))
@@ -157,9 +159,9 @@ def connect(db: Path) -> sqlite3.Connection:
         db_file.remove_stale_temporaries(db_file.real_path(db))  # what a creator killed after its link left
         if db_file.classify(connection, db, COLUMNS) == "blank":
             _build_schema(connection, db)
+        _check_content(connection, db)  # before the journal mode: a damaged or newer database is left unchanged
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
-        _check_content(connection, db)
         _migrate(connection, db)
     except sqlite3.DatabaseError as exc:
         connection.close()

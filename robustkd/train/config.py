@@ -125,7 +125,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
             content = yaml.safe_load(path.read_text()) or {}
         else:
             raise RobustKDError(f"--config: {path} must end in .toml, .yaml or .yml")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+    except (ValueError, yaml.YAMLError) as exc:  # ValueError: TOMLDecodeError, not UTF-8, a 4300+ digit integer
         raise RobustKDError(f"--config: {path} does not parse ({str(exc).splitlines()[0]})") from None
     except RecursionError:
         raise RobustKDError(f"--config: {path} nests its values too deeply for a config file") from None

@@ -26,6 +26,7 @@ from collections.abc import Mapping, MutableMapping
 from robustkd.errors import RobustKDError
 
 WAIT_POLICY = "OMP_WAIT_POLICY"
+MAX_THREADS = 1024  # --threads above this (or the core count, if larger) is a mistake: 100000 crashed OpenMP
 
 
 def set_threads(threads: int | None) -> int:
@@ -35,6 +36,10 @@ def set_threads(threads: int | None) -> int:
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise RobustKDError(f"--threads {threads!r}: expected a positive integer")
+        limit = max(MAX_THREADS, os.cpu_count() or 1)  # OpenMP aborts or crashes creating tens of thousands
+        if threads > limit:
+            raise RobustKDError(f"--threads {threads}: expected at most {limit} (this machine has "
+                                f"{os.cpu_count()} cores)")
         torch.set_num_threads(threads)
     elif _positive_int(os.environ.get("OMP_NUM_THREADS")):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
