@@ -14,11 +14,14 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +36,7 @@ CORRUPTION = 'suite = "corruption"\nbatch_size = 10\ncorruptions = ["fog", "cont
 ADVERSARIAL = ('suite = "adversarial"\nbatch_size = 5\nattacks = ["fgsm", "pgd_linf"]\npgd_steps = 2\n'
                'eps_curve_255 = []\nmasking_examples = 0\n')
 CERTIFIED = 'suite = "certified"\nn0 = 10\nn = 50\nbatch_size = 25\nmax = 3\npredict_n = 0\nnoise_chunk = 10\n'
+LITTER = (".*.partial", ".*.tmp", ".robustkd.lock", ".*.creating*", "*-journal", "*-wal", "*-shm")
 
 
 def _run(args: list[str], cwd: Path, kill_at: int | None = None, log: Path | None = None,
@@ -80,16 +84,23 @@ def _rows(cwd: Path) -> dict[str, object]:
     db = out / "robustkd.db"
     if not db.is_file():
         return {"rows": None, "litter": litter}
-    with sqlite3.connect(db) as connection:
+    with closing(sqlite3.connect(db)) as connection:  # closed: no -wal/-shm of this reader left behind
         frame = pd.read_sql_query("SELECT * FROM results", connection)
     frame = frame.drop(columns=["created"])
     frame["result_dir"] = [str(Path(path).relative_to(cwd.resolve())) for path in frame["result_dir"]]
     return {"rows": frame.sort_values(["suite", "metric", "subset"]).to_csv(index=False), "litter": litter}
 
 
+def _litter(out: Path) -> list[str]:
+    """Work folders, lock files, temporary files (of a write cut before its rename) and the database's temporary
+    or journal files left under ``out``."""
+    return sorted(str(path.relative_to(out)) for pattern in LITTER for path in out.rglob(pattern))
+
+
 def _results(cwd: Path) -> dict[str, object]:
-    """Result tables and database rows: both must come out identical after any kill."""
-    return {**_tables(cwd / "out"), **_rows(cwd)}
+    """Result tables and database rows: both must come out identical after any kill; and nothing temporary left
+    (none in the uninterrupted run)."""
+    return {**_tables(cwd / "out"), **_rows(cwd), "left": _litter(cwd / "out")}
 
 
 def _kill_and_resume(args: list[str], cwd: Path, kill_at: int) -> subprocess.CompletedProcess:
@@ -144,7 +155,7 @@ def test_train_killed_at_save_boundaries_resumes_to_identical_weights(tmp_path: 
 
 def test_corruption_suite_killed_at_save_boundaries_gives_identical_tables(checkpoint: Path, tmp_path: Path) -> None:
     args = _evaluate_args(checkpoint, _suite(tmp_path, CORRUPTION))
-    _check("corruption", args, tmp_path, _results, [5, 10])
+    _check("corruption", args, tmp_path, _results, [5, 10, 21])  # 21: before summary.json's rename
 
 
 def test_evaluate_killed_while_creating_the_database_records_every_row(checkpoint: Path, tmp_path: Path) -> None:
@@ -187,6 +198,157 @@ def test_train_killed_at_random_times(tmp_path: Path) -> None:
         identical += _run(TRAIN + ["--run-dir", "run"], work).returncode == 0 and _weights(work / "run") == expected
     print(f"train at random times: {identical}/{trials} identical")
     assert identical == trials
+
+
+LONG_SUITES = {"corruption": CORRUPTION, "adversarial": ADVERSARIAL, "certified": CERTIFIED}
+
+
+def _long_suites_args(checkpoint: Path, tmp_path: Path) -> list[str]:
+    """The three resumable suites in one command, recorded in ``out/robustkd.db``; ``--skip-finished`` so
+    that the same command can follow a kill that came after some results were recorded (or all of them)."""
+    args = ["evaluate", "--checkpoint", str(checkpoint)]
+    for name, text in LONG_SUITES.items():
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text)
+        args += ["--suite", str(path)]
+    return args + ["--n-examples", "20", "--out", "out", "--db", "out/robustkd.db", "--skip-finished"]
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "robustkd.cli", *args], cwd=cwd,
+                            env={**os.environ, "ROBUSTKD_PROGRESS": "0"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _listing(out: Path, pattern: str) -> list[Path]:
+    """``out.glob(pattern)`` while a running command renames and removes folders under it."""
+    while True:
+        try:
+            return list(out.glob(pattern))
+        except FileNotFoundError:  # a folder went away while it was being listed: list again
+            continue
+
+
+def _files(out: Path) -> set[str]:
+    return {str(path.relative_to(out)) for path in _listing(out, "**/*")}
+
+
+def _finished(out: Path) -> int:
+    """The result folders in place (not the work folders, which hold a summary.json just before their rename)."""
+    return sum(not path.parent.name.startswith(".") for path in _listing(out, "*/*/summary.json"))
+
+
+def _timeline(args: list[str], cwd: Path) -> dict[str, float]:
+    """Run ``args`` uninterrupted in ``cwd``, watching ``cwd/out``; seconds from the start until it locked its
+    model folder (``locked``: its first file), until every result folder is in place (``results``), until its
+    files last changed (``last``: the database recorded and closed) and until it exited (``exit``)."""
+    out, seen, times = cwd / "out", set(), {}
+    started = time.perf_counter()
+    process = _start(args, cwd)
+    while process.poll() is None:
+        now, files = time.perf_counter() - started, _files(out)
+        if "locked" not in times and _listing(out, "*/.robustkd.lock"):
+            times["locked"] = now
+        if "results" not in times and _finished(out) == len(LONG_SUITES):
+            times["results"] = now
+        if files != seen:
+            times["last"], seen = now, files
+        time.sleep(0.002)
+    times["exit"] = time.perf_counter() - started
+    assert process.returncode == 0 and {"locked", "results", "last"} <= set(times), (process.returncode, times)
+    return times
+
+
+def _wait_for_lock(process: subprocess.Popen, out: Path) -> None:
+    """Until ``process`` holds its model folder's lock under ``out`` (taken over from a killed run's stale lock
+    file, which then names the new pid): its suites begin. Startup (imports, loading the model) writes nothing."""
+    mark = f'"pid": {process.pid},'
+    while process.poll() is None:
+        for lock in _listing(out, "*/.robustkd.lock"):
+            try:
+                if mark in lock.read_text():
+                    return
+            except FileNotFoundError:
+                pass
+        time.sleep(0.001)
+
+
+def _recorded(out: Path) -> int:
+    """How many results ``out/robustkd.db`` holds, read from a copy (with its journal, if a kill left one): the
+    killed run's files stay as the next run finds them."""
+    with tempfile.TemporaryDirectory() as copy:
+        for path in out.glob("robustkd.db*"):
+            shutil.copy2(path, copy)
+        with closing(sqlite3.connect(Path(copy) / "robustkd.db")) as connection:
+            return connection.execute("SELECT COUNT(DISTINCT suite) FROM results").fetchone()[0]
+
+
+def _state(process: subprocess.Popen, out: Path) -> str:
+    """Where a kill stopped the command: the results in place, the suites left in progress and the database's
+    state (absent, being created, present: being recorded or recorded), or that it had exited first."""
+    if process.returncode == 0:
+        return "exited before the kill"
+    running = sorted(path.name.split("-")[0].lstrip(".") for path in out.glob("*/.*.partial"))
+    database = ("being created" if any(out.glob(".*.creating*")) else
+                f"holding {_recorded(out)} results" if (out / "robustkd.db").is_file() else "absent")
+    return (f"{_finished(out)}/{len(LONG_SUITES)} results, {'+'.join(running) or 'no suite'} in progress, "
+            f"database {database}")
+
+
+def _kill_evaluate_at_random_times(checkpoint: Path, tmp_path: Path, trials: int, max_kills: int,
+                                   recording: bool) -> None:
+    """``trials`` times: run the long suites and SIGKILL them at a random time (seeded) after they lock their
+    folder, within the span in which the uninterrupted run writes (its suites, then recording; a time in its
+    startup would kill a process that has written nothing), 1 to ``max_kills`` kills in a row, each run
+    resuming the last (a resumed run may finish before its kill); then run the same command to the end,
+    compare tables and database rows with the uninterrupted run and check that nothing temporary is left.
+    With ``recording``, every other trial kills its only run at a random time after its last result folder
+    is in place: while the new database is created and the results are recorded."""
+    args = _long_suites_args(checkpoint, tmp_path)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    times = _timeline(args, reference)
+    expected = _results(reference)
+    assert not _litter(reference / "out"), _litter(reference / "out")
+    rng, identical, failures, states = random.Random(0), 0, [], []
+    for trial in range(trials):
+        work = tmp_path / f"t{trial}"
+        work.mkdir()
+        at_recording = recording and trial % 2 == 1
+        for _ in range(1 if at_recording else 1 + trial // (1 + recording) % max_kills):
+            process = _start(args, work)
+            if at_recording:  # the database is new: nothing has recorded into this folder yet
+                while process.poll() is None and _finished(work / "out") < len(LONG_SUITES):
+                    time.sleep(0.001)
+                time.sleep(rng.uniform(0, max(times["last"] - times["results"], 0.01)))
+            else:
+                _wait_for_lock(process, work / "out")
+                time.sleep(rng.uniform(0, times["last"] - times["locked"]))
+            process.kill()
+            process.wait()
+            states.append(_state(process, work / "out"))
+        finished = _run(args, work)
+        left = _litter(work / "out")
+        if finished.returncode == 0 and _results(work) == expected and not left:
+            identical += 1
+        else:
+            failures.append(f"trial {trial} ({states[-1]}): rc {finished.returncode}, left {left}, "
+                            f"{finished.stderr[-300:]}")
+    left_by_kills = "; ".join(f"{states.count(state)}x {state}" for state in sorted(set(states)))
+    summary = (f"evaluate at random times: {identical}/{trials} identical (tables and database rows) after "
+               f"{len(states)} SIGKILLs; kills left {left_by_kills}; uninterrupted run (s): "
+               + ", ".join(f"{event} {seconds:.3f}" for event, seconds in times.items()))
+    print(summary)
+    assert identical == trials, f"{summary}; failures: {failures}"
+
+
+def test_evaluate_killed_at_random_times_gives_identical_tables_and_rows(checkpoint: Path, tmp_path: Path) -> None:
+    _kill_evaluate_at_random_times(checkpoint, tmp_path, trials=3, max_kills=2, recording=False)
+
+
+@pytest.mark.slow
+def test_evaluate_killed_at_random_times_and_while_recording(checkpoint: Path, tmp_path: Path) -> None:
+    _kill_evaluate_at_random_times(checkpoint, tmp_path, trials=20, max_kills=3, recording=True)
 
 
 def test_a_torn_work_table_line_is_cut_on_reopening(tmp_path: Path) -> None:
