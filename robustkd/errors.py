@@ -6,3 +6,10 @@ class RobustKDError(Exception):
 
     The message is one line naming what was wrong and what was expected.
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): for one-line errors that
+    quote a library's message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

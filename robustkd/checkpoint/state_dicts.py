@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from robustkd.errors import RobustKDError
+from robustkd.errors import RobustKDError, first_line
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 WRAPPER_KEYS = ("model", "state_dict", "net", "model_state_dict")
@@ -43,7 +43,7 @@ def read_weights_file(path: Path) -> Any:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise RobustKDError(f"{path} is not a readable safetensors file ({_first_line(exc)})") from None
+            raise RobustKDError(f"{path} is not a readable safetensors file ({first_line(exc)})") from None
     if path.suffix in TORCH_SUFFIXES:
         try:
             with warnings.catch_warnings():  # torch warns about an odd pickle protocol before refusing it
@@ -66,7 +66,7 @@ def _unpickling_reason(exc: BaseException) -> str:
     found = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
     if found:
         return found.group(1).strip().rstrip(".")
-    return _first_line(exc) if "weights_only" not in _first_line(exc) else type(exc).__name__
+    return first_line(exc) if "weights_only" not in first_line(exc) else type(exc).__name__
 
 
 def unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -149,10 +149,5 @@ def fit_state_dict(network: nn.Module, state: Mapping[str, torch.Tensor], *, wha
     try:
         network.load_state_dict(dict(state), strict=not allowed_missing)
     except RuntimeError as exc:  # dtypes torch cannot copy, and what the checks above do not foresee
-        raise RobustKDError(f"{where} does not fit {what} ({_first_line(exc)})") from None
+        raise RobustKDError(f"{where} does not fit {what} ({first_line(exc)})") from None
     return network
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -12,7 +12,6 @@ them, and the source record. Importers read and check everything and write nothi
 from __future__ import annotations
 
 import enum
-import hashlib
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 from robustkd.data.imagenet import EvalPreprocessing
-from robustkd.errors import RobustKDError
+from robustkd.errors import RobustKDError, first_line  # noqa: F401  (the importers import it from here)
 
 STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
@@ -154,11 +153,9 @@ def library_version(name: str) -> str:
 
 def file_record(path: Path) -> dict[str, Any]:
     """``file`` (absolute path) and ``sha256`` of a source file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"file": str(Path(path).resolve()), "sha256": digest.hexdigest()}
+    from robustkd.checkpoint import sha256_file
+
+    return {"file": str(Path(path).resolve()), "sha256": sha256_file(path)}
 
 
 def resolve_dataset(spec: SourceSpec, options: ImportOptions, default: str | None) -> tuple[str, int]:
@@ -199,8 +196,3 @@ def refuse_options(spec: SourceKind, options: ImportOptions, *names: str) -> Non
     for name in names:
         if getattr(options, name):
             raise RobustKDError(f"import: {flags[name]} does not apply to a {spec.value.replace('_', ' ')} source")
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -27,7 +27,7 @@ from typing import Any
 
 from torch import nn
 
-from robustkd.errors import RobustKDError
+from robustkd.errors import RobustKDError, first_line
 
 TIMM_PREFIX = "timm:"
 ROBUSTBENCH_PREFIX = "robustbench:"
@@ -88,7 +88,7 @@ def timm_network(name: str, num_classes: int, kwargs: dict[str, Any] | None = No
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **(kwargs or {}))
     except Exception as exc:  # a library's constructor raises anything (AttributeError for a bad pretrained_cfg)
         raise RobustKDError(f"timm cannot build {name} with {num_classes} classes and {kwargs or {}} "
-                            f"({type(exc).__name__}: {_first_line(exc)})") from None
+                            f"({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def torchvision_network(name: str, num_classes: int, kwargs: dict[str, Any] | None = None) -> nn.Module:
@@ -103,7 +103,7 @@ def torchvision_network(name: str, num_classes: int, kwargs: dict[str, Any] | No
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **(kwargs or {}))
     except Exception as exc:  # a library's constructor raises anything
         raise RobustKDError(f"torchvision cannot build {name} with {num_classes} classes and {kwargs or {}} "
-                            f"({_first_line(exc)})") from None
+                            f"({first_line(exc)})") from None
 
 
 def parse_robustbench_name(spec: str) -> tuple[str, str, str]:
@@ -162,7 +162,7 @@ def robustbench_network(spec: str, num_classes: int | None = None) -> nn.Module:
         return entry["model"]()
     except Exception as exc:  # a definition that needs the network or a missing optional package
         raise RobustKDError(f"robustbench:{spec}: RobustBench's definition failed to build "
-                            f"({type(exc).__name__}: {_first_line(exc)})") from None
+                            f"({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def onnx_network(folder: Path, options: dict[str, Any]) -> nn.Module:
@@ -207,8 +207,3 @@ def build_checkpoint_network(architecture: str, num_classes: int, options: dict[
     if architecture.startswith(TORCHVISION_PREFIX) and kwargs:
         return torchvision_network(architecture[len(TORCHVISION_PREFIX):], num_classes, kwargs)
     return build_network(architecture, num_classes)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

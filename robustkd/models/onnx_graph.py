@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustkd.errors import RobustKDError
+from robustkd.errors import RobustKDError, first_line
 
 ONNX_EXTRA_HINT = "install the optional extra: pip install 'robustkd[onnx]' (onnx, onnx2torch)"
 
@@ -140,7 +140,7 @@ def _load(data: bytes, where: str) -> Any:
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf's DecodeError and friends
-        raise RobustKDError(f"{where} is not an ONNX model ({_first_line(exc)})") from None
+        raise RobustKDError(f"{where} is not an ONNX model ({first_line(exc)})") from None
     if model.ir_version < 3 or not model.graph.node or not model.graph.output:
         raise RobustKDError(f"{where} is not an ONNX model (no graph with nodes and an output)")
     return model
@@ -151,7 +151,7 @@ def _check(model: Any, where: str) -> None:
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx.checker.ValidationError
-        raise RobustKDError(f"{where} is not a valid ONNX model ({_first_line(exc)})") from None
+        raise RobustKDError(f"{where} is not a valid ONNX model ({first_line(exc)})") from None
 
 
 def read_onnx_file(path: Path) -> tuple[bytes, dict[str, str]]:
@@ -186,7 +186,7 @@ def read_onnx_file(path: Path) -> tuple[bytes, dict[str, str]]:
         load_external_data_for_model(model, str(folder))
         whole = model.SerializeToString()
     except Exception as exc:  # a truncated data file, or a graph too large for one protobuf (2 GB)
-        raise RobustKDError(f"{path}: cannot read its external data into one graph ({_first_line(exc)})") from None
+        raise RobustKDError(f"{path}: cannot read its external data into one graph ({first_line(exc)})") from None
     _check(model, str(path))
     return whole, files
 
@@ -278,9 +278,9 @@ def onnx_to_torch(data: bytes, where: str) -> nn.Module:
     try:
         module = convert(model)
     except NotImplementedError as exc:
-        raise RobustKDError(f"{where}: onnx2torch cannot convert it ({_first_line(exc)})") from None
+        raise RobustKDError(f"{where}: onnx2torch cannot convert it ({first_line(exc)})") from None
     except Exception as exc:  # the converter's own KeyError/ValueError/...: one line, not a traceback
-        raise RobustKDError(f"{where}: onnx2torch failed to convert it ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise RobustKDError(f"{where}: onnx2torch failed to convert it ({type(exc).__name__}: {first_line(exc)})") from None
     return module.eval()
 
 
@@ -297,8 +297,3 @@ def reference_logits(data: bytes, inputs: torch.Tensor) -> torch.Tensor | None:
     except Exception:  # an operator the reference implementation lacks: no second opinion, not an error
         return None
     return torch.from_numpy(np.asarray(output, dtype=np.float32))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

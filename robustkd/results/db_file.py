@@ -45,9 +45,10 @@ TEMPORARY_SUFFIX = ".creating"
 
 
 def short(value: object, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters (a damaged file's content may be anything)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    """``repr(value)`` bounded in work and length (a damaged file's content may be anything)."""
+    from robustkd.utils.short_repr import short_repr
+
+    return short_repr(value, limit)
 
 
 # ----- paths and permissions -----
