@@ -26,7 +26,8 @@ def test_clean_and_calibration_results(checkpoint: Path, tmp_path: Path, capsys:
     assert len(per_class) == 11 and (folder / "clean" / "confusion_matrix.csv").is_file()
     calibration = json.loads((folder / "calibration" / "summary.json").read_text())
     assert {"ece", "mce", "adaptive_ece", "nll", "brier", "ece_ts", "temperature"} <= set(calibration["metrics"])
-    assert calibration["protocol"]["n_bins"] == 15 and calibration["protocol"]["holdout_seen_in_training"] is True
+    assert calibration["protocol"]["n_bins"] == 15 and calibration["protocol"]["temperature_fit"].startswith("two-fold")
+    assert sum(calibration["protocol"]["temperature_fit_folds"]) == 200  # fitted on test images, never training ones
     assert (folder / "calibration" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     # A second run refuses to overwrite; --n-examples writes a separate, marked subset result.
     assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", "clean", "--out", str(tmp_path)]) == 2

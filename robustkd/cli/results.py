@@ -11,11 +11,19 @@ from robustkd.errors import RobustKDError
 
 
 def register(commands: Any) -> None:
-    results = commands.add_parser("results", help="the results database: import existing result directories")
-    results.add_argument("action", choices=["import"])
-    results.add_argument("paths", type=Path, nargs="+", help="result directories or folders holding them")
-    results.add_argument("--db", type=Path, default=None, help="SQLite file (default: results/robustkd.db)")
-    results.set_defaults(handler=run_results)
+    from robustkd.cli.evaluate import add_evaluation_arguments
+
+    results = commands.add_parser("results", help="the results database: import existing result directories, "
+                                                  "merge the shards of an evaluation")
+    actions = results.add_subparsers(dest="action", required=True, metavar="{import,merge}")
+    imported = actions.add_parser("import", help="record existing result directories in the database")
+    imported.add_argument("paths", type=Path, nargs="+", help="result directories or folders holding them")
+    imported.add_argument("--db", type=Path, default=None, help="SQLite file (default: results/robustkd.db)")
+    imported.set_defaults(handler=run_results)
+    merge = actions.add_parser("merge", help="summarise and record an evaluation run as --shard K/N jobs (the same "
+                                             "arguments as robustkd evaluate, without --shard)")
+    add_evaluation_arguments(merge)
+    merge.set_defaults(handler=run_merge)
 
     board = commands.add_parser("leaderboard", help="print or export the leaderboard from the results database")
     board.add_argument("action", nargs="?", choices=["show", "export"], default="show")
@@ -70,6 +78,13 @@ def run_results(args: argparse.Namespace) -> int:
         verb = f"replaced its {outcome.replaced} earlier rows with" if outcome.replaced else "added"
         print(f"{db}: {verb} {outcome.rows} rows for {result_dir}")
     return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from robustkd.cli.evaluate import run
+    from robustkd.evaluate.sharding import Shard, ShardMode
+
+    return run(args, shard=Shard(mode=ShardMode.MERGE))
 
 
 def run_leaderboard(args: argparse.Namespace) -> int:

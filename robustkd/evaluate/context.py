@@ -1,43 +1,47 @@
-"""What every suite may use: the model, the test set, its clean logits (computed once) and the data."""
+"""What every suite may use: the model, the evaluated test images, their clean logits (computed once), the data
+and this process's shard of the work."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from robustkd.data.dataset import ImageDataset
-from robustkd.errors import RobustKDError
+from robustkd.evaluate.sharding import SINGLE, Shard
+from robustkd.evaluate.test_images import TestImages
 
 
 @dataclass
 class SuiteContext:
-    """``model`` maps inputs in [0, 1] on ``device`` to logits; ``logits``/``labels`` are its clean test
-    outputs (CPU, float32, in test-set order); ``test`` is the test set in memory (uint8) when the dataset
-    allows it (CIFAR, synthetic), else None and ``test_loader`` streams it (ImageNet)."""
+    """``model`` maps inputs in [0, 1] on ``device`` to logits; ``images`` are the evaluated test images (in
+    memory or streamed from a folder, addressed by position); ``logits``/``labels`` the model's clean outputs
+    on them (CPU, float32, position order); ``teacher_logits`` the teacher's (when a suite needs the teacher).
+
+    ``shard``: this process's share of the work items (robustkd/evaluate/sharding.py). A suite with work items
+    takes ``shard.todo(...)`` of them, calls ``shard.wait_for_all()``, and returns None unless
+    ``shard.summarises``; a process that does not summarise may find ``logits`` empty."""
 
     model: nn.Module
     dataset: str
-    test: ImageDataset | None
+    images: TestImages
     logits: torch.Tensor
     labels: torch.Tensor
-    classes: tuple[str, ...]
     device: torch.device
     data_dir: Path
     model_info: dict[str, Any]
     allow_embedded: bool
     num_classes: int
-    teacher: nn.Module | None
-    teacher_info: dict[str, Any]
-    test_loader: Any
+    teacher: nn.Module | None = None
+    teacher_info: dict[str, Any] = field(default_factory=dict)
+    teacher_logits: torch.Tensor | None = None
+    shard: Shard = SINGLE
 
-    def in_memory_test(self, suite: str) -> ImageDataset:
-        if self.test is None:
-            raise RobustKDError(f"evaluate: the {suite} suite needs an in-memory dataset (CIFAR or synthetic)")
-        return self.test
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.images.classes
 
     @property
     def clean_accuracy(self) -> float:

@@ -1,4 +1,4 @@
-"""Where results live: ``<out>/<model folder>/<suite>[-first<N>]/``, finished when it holds summary.json.
+"""Where results live: ``<out>/<model folder>/<suite>[-<selection>][-first<N>]/``, finished when it holds summary.json.
 
 The one naming rule of result folders, used by ``robustkd evaluate`` and the runner (scripts call
 ``robustkd evaluate --skip-finished`` instead of re-deriving it).
@@ -15,9 +15,11 @@ def model_folder_name(architecture: str, weights_sha256: str) -> str:
     return f"{architecture.replace(':', '_').replace('/', '_')}-{weights_sha256[:12]}"
 
 
-def result_folder(out_root: Path, model_folder: str, suite: str, n_examples: int | None) -> Path:
-    """The result folder of ``suite`` on ``model_folder``; ``n_examples`` marks a test-set prefix."""
-    return Path(out_root) / model_folder / (suite + (f"-first{n_examples}" if n_examples is not None else ""))
+def result_folder(out_root: Path, model_folder: str, suite: str, n_examples: int | None, selection: str = "") -> Path:
+    """The result folder of ``suite`` on ``model_folder``: ``<suite>[-<selection>][-first<N>]`` (``selection``: the
+    label of a named selection of test images, ``n_examples``: a prefix of it)."""
+    parts = [suite, selection, f"first{n_examples}" if n_examples is not None else ""]
+    return Path(out_root) / model_folder / "-".join(part for part in parts if part)
 
 
 def is_finished(folder: Path) -> bool:

@@ -23,20 +23,22 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from robustkd.data import ImageDataset, dataset_info, make_loader
-from robustkd.data.loader import TensorBatchLoader
+from robustkd.data import dataset_info
 from robustkd.data.imagenet import EvalPreprocessing, imagenet_folder
+from robustkd.data.selections import Selection, selection_indices
 from robustkd.data.sources import load_image_dataset
 from robustkd.errors import RobustKDError
+from robustkd.evaluate.clean_pass import clean_pass
 from robustkd.evaluate.context import SuiteContext
 from robustkd.evaluate.finite import NonFiniteOutputError
-from robustkd.evaluate.predictions import collect_logits
 from robustkd.evaluate.result_folder import result_folder
 from robustkd.evaluate.suite import Need, Suite, SuiteOutput, suite_class
 from robustkd.evaluate.suite_file import SuiteFile
 from robustkd.evaluate.suite_params import validate_params
+from robustkd.evaluate.sharding import SINGLE, Shard, ShardMode
 from robustkd.evaluate.summary import ResultSummary
-from robustkd.utils.atomic import is_leftover_temporary
+from robustkd.evaluate.test_images import FolderImages, MemoryImages, TestImages
+from robustkd.utils.atomic import is_leftover_temporary, write_text_atomic
 from robustkd.utils.fault_injection import boundary
 from robustkd.utils.folder_lock import lock_folder
 
@@ -131,42 +133,72 @@ def evaluate_model(
     allow_embedded: bool = False, overwrite: bool = False, seed: int = 0,
     teacher: nn.Module | None = None, teacher_info: dict[str, Any] | None = None,
     keep_existing: Callable[[Path], bool] = lambda target: False, threads: int | None = None,
+    selection: Selection | str = Selection.ALL, shard: Shard = SINGLE, workers: int | None = None,
 ) -> list[SuiteRun]:
-    """Run ``suites`` on ``model`` (inputs in [0, 1] -> logits) over the test split of ``dataset``; returns
-    one ``SuiteRun`` per suite, in order.
+    """Run ``suites`` on ``model`` (inputs in [0, 1] -> logits) over the test split of ``dataset`` (its
+    ``selection``, then the first ``n_examples`` of it); returns one ``SuiteRun`` per suite, in order, from the
+    process that summarises (``shard.summarises``), none from the others.
 
     A finished result folder is replaced with ``overwrite``, kept (not run again) when ``keep_existing``
     says so, and otherwise refused before anything runs. The model's folder ``<out_root>/<name>`` is held for
     this process while its suites run (``.robustkd.lock``, robustkd/utils/folder_lock.py: beside the result
-    folders, never in one): another process evaluating the same model into it is refused.
+    folders, never in one): another process evaluating the same model into it is refused. Under torchrun rank 0
+    holds it for every rank; a ``--shard K/N`` job holds ``<name>/.shardKofN`` (the same shard twice is refused).
+    ``workers``: DataLoader processes decoding ImageNet images (default: up to 8).
     """
-    with lock_folder(Path(out_root) / name, option="--out", what="results of this model"):
+    folder = Path(out_root) / name
+    if shard.mode is ShardMode.JOB:
+        held = lock_folder(folder / shard.suffix, option="--out", what=f"{shard.label} of this model's results")
+    else:
+        held = lock_folder(folder, option="--out", what="results of this model", enabled=shard.summarises)
+    with held:
         return _evaluate_model(model, name=name, dataset=dataset, suites=suites, out_root=out_root,
                                data_dir=data_dir, device=device, n_examples=n_examples, model_info=model_info,
                                allow_embedded=allow_embedded, overwrite=overwrite, seed=seed, teacher=teacher,
-                               teacher_info=teacher_info, keep_existing=keep_existing, threads=threads)
+                               teacher_info=teacher_info, keep_existing=keep_existing, threads=threads,
+                               selection=Selection.parse(selection), shard=shard, workers=workers)
+
+
+def test_images(dataset: str, data_dir: Path, *, allow_embedded: bool, selection: Selection,
+                n_examples: int | None, model_info: dict[str, Any], device: torch.device,
+                workers: int | None = None) -> tuple[TestImages, int | None]:
+    """The evaluated images: ``selection`` of the test split, then its first ``n_examples`` (returned as None
+    when that covers the whole selection: then the result is not a prefix)."""
+    if dataset == "imagenet":
+        folder = imagenet_folder(data_dir, "test")
+        total, paths, memory = len(folder.samples), [path for path, _ in folder.samples], None
+    else:
+        memory = load_image_dataset(dataset, "test", data_dir, allow_embedded=allow_embedded)
+        total, paths = len(memory), None
+    chosen = selection_indices(selection, dataset, total, paths)
+    size = total if chosen is None else len(chosen)
+    if n_examples is not None and n_examples >= size:
+        print(f"evaluate: --n-examples {n_examples} covers the whole {selection.value} {dataset} test set "
+              f"({size} images); recorded as {'the full test set' if selection is Selection.ALL else 'the selection'}")
+        n_examples = None
+    if n_examples is not None:
+        chosen = (chosen if chosen is not None else list(range(total)))[:n_examples]
+    if memory is not None:
+        return MemoryImages(memory, chosen), n_examples
+    preprocessing = EvalPreprocessing.from_record(model_info.get("preprocessing"))
+    return FolderImages(folder, preprocessing, chosen, workers=workers, pin_memory=device.type == "cuda"), n_examples
 
 
 def _evaluate_model(
     model: nn.Module, *, name: str, dataset: str, suites: list[SuiteFile], out_root: Path, data_dir: Path,
     device: torch.device, n_examples: int | None, model_info: dict[str, Any] | None, allow_embedded: bool,
     overwrite: bool, seed: int, teacher: nn.Module | None, teacher_info: dict[str, Any] | None,
-    keep_existing: Callable[[Path], bool], threads: int | None,
+    keep_existing: Callable[[Path], bool], threads: int | None, selection: Selection, shard: Shard,
+    workers: int | None,
 ) -> list[SuiteRun]:
     info = dataset_info(dataset)
     model_info = model_info or {}
     check_suites(suites, has_teacher=teacher is not None)
     about_model = model_protocol(dataset, model_info)
-    loaded: list[ImageDataset] = []
-
-    def test_split() -> ImageDataset:  # an in-memory test split, read once per call
-        if not loaded:
-            loaded.append(load_image_dataset(dataset, "test", data_dir, allow_embedded=allow_embedded))
-        return loaded[0]
-
-    n_examples = _prefix_or_whole(dataset, data_dir, n_examples, test_split)
-    subset = n_examples is not None
-    targets = [result_folder(out_root, name, suite.name, n_examples) for suite in suites]
+    images, n_examples = test_images(dataset, data_dir, allow_embedded=allow_embedded, selection=selection,
+                                     n_examples=n_examples, model_info=model_info, device=device, workers=workers)
+    subset = n_examples is not None or selection is not Selection.ALL
+    targets = [result_folder(out_root, name, suite.name, n_examples, selection.label) for suite in suites]
     kept = {target for target in targets if target.exists() and not overwrite and keep_existing(target)}
     for target in targets:
         if target.exists() and not overwrite and target not in kept:
@@ -177,31 +209,35 @@ def _evaluate_model(
             _check_same_suite(target, suite)
     todo = [(suite, target) for suite, target in zip(suites, targets) if target not in kept]
     if not todo:
-        return [SuiteRun(suite.name, target, False) for suite, target in zip(suites, targets)]
+        return [SuiteRun(suite.name, target, False) for suite, target in zip(suites, targets)] if shard.summarises else []
     model = model.to(device).eval()
     batch = max(suite.params.batch_size for suite, _ in todo)
-    if dataset == "imagenet":
-        test = make_loader(dataset, "test", data_dir, batch, device, train=False, limit=n_examples,
-                           preprocessing=EvalPreprocessing.from_record(model_info.get("preprocessing")))
-    else:
-        split = test_split()
-        test = TensorBatchLoader(split if n_examples is None else split.subset(n_examples), batch, device, train=False)
+    needs = {need for suite, _ in todo for need in suite_class(suite.name).needs}
+    pass_key = _clean_pass_key(model_info, images, batch)
+    passes = [Path(out_root) / name / f".clean-pass-{pass_key}"]
     try:
-        logits, labels = collect_logits(model, test, info.num_classes)
+        clean = clean_pass(model, images, batch, device, shard, passes[0], need_all=Need.CLEAN_LOGITS in needs)
+        teacher_logits = None
+        if teacher is not None and Need.TEACHER in needs:
+            teacher = teacher.to(device).eval()
+            passes.append(Path(out_root) / name / f".teacher-pass-{pass_key}-{_teacher_key(teacher_info)}")
+            teacher_pass = clean_pass(teacher, images, batch, device, shard, passes[1], what="clean test images "
+                                      "(the teacher)")
+            teacher_logits = teacher_pass[0] if teacher_pass is not None else None
     except NonFiniteOutputError as exc:
         raise RobustKDError(f"evaluate: {name} ({', '.join(suite.name for suite, _ in todo)}): {exc}; "
                             f"nothing was recorded") from None
-    classes = test.dataset.classes if hasattr(test, "dataset") else tuple(str(i) for i in range(info.num_classes))
-    context = SuiteContext(model=model, dataset=dataset, test=getattr(test, "dataset", None), logits=logits,
-                           labels=labels, classes=classes, device=device, data_dir=data_dir, model_info=model_info,
-                           allow_embedded=allow_embedded, num_classes=info.num_classes,
-                           teacher=teacher.to(device).eval() if teacher is not None else None,
-                           teacher_info=teacher_info or {}, test_loader=test)
-    for suite, _ in todo:
-        if Need.IN_MEMORY_TEST in suite_class(suite.name).needs:
-            context.in_memory_test(suite.name)
+    logits, labels = clean if clean is not None else (torch.empty(0, info.num_classes), images.labels)
+    context = SuiteContext(model=model, dataset=dataset, images=images, logits=logits, labels=labels, device=device,
+                           data_dir=data_dir, model_info=model_info, allow_embedded=allow_embedded,
+                           num_classes=info.num_classes, teacher=teacher, teacher_info=teacher_info or {},
+                           teacher_logits=teacher_logits, shard=shard)
     for suite, target in todo:
+        if not shard.summarises and not suite_class(suite.name).resumable:
+            continue  # no work items: the summarising process runs it on the merged clean pass
         output = _run_suite(suite, target, context, name)
+        if output is None:
+            continue
         summary = ResultSummary(
             name=name, architecture=model_info.get("architecture"), dataset=dataset,
             clean_acc=100.0 * context.clean_accuracy, suite=suite.name, metrics=output.metrics,
@@ -213,7 +249,9 @@ def _evaluate_model(
             teacher_sha256=(model_info.get("teacher") or {}).get("sha256"), method_options=model_info.get("method_options"),
             kind=model_info.get("kind"), training=training_record(model_info), cohort=model_info.get("cohort"),
             counts=output.counts, threads=threads or torch.get_num_threads(),
-            suite_params=json.loads(json.dumps(asdict(suite.params))))
+            suite_params=json.loads(json.dumps(asdict(suite.params))), selection=selection.label,
+            prefix=n_examples if selection is not Selection.ALL else None,
+            processes=shard.count if shard.count > 1 else None)
         work = _work_folder(target, suite)
         summary.write(work)
         if target.exists():
@@ -221,7 +259,22 @@ def _evaluate_model(
         boundary(f"rename result {target.name}")
         work.rename(target)
         boundary(f"renamed result {target.name}")
+    if not shard.summarises:
+        return []
+    for finished_pass in passes:
+        shutil.rmtree(finished_pass, ignore_errors=True)
     return [SuiteRun(suite.name, target, target not in kept) for suite, target in zip(suites, targets)]
+
+
+def _clean_pass_key(model_info: dict[str, Any], images: TestImages, batch: int) -> str:
+    """What a stored clean pass depends on: the weights, the images (by test-set index) and the batches."""
+    record = {"weights": model_info.get("weights_sha256"), "indices": images.indices, "batch": batch,
+              "images": images.description}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _teacher_key(teacher_info: dict[str, Any] | None) -> str:
+    return str((teacher_info or {}).get("weights_sha256") or "teacher")[:16]
 
 
 def _check_same_suite(target: Path, suite: SuiteFile) -> None:
@@ -233,48 +286,50 @@ def _check_same_suite(target: Path, suite: SuiteFile) -> None:
                             f"({recorded.suite_file}); pass --overwrite to replace it")
 
 
-def _prefix_or_whole(dataset: str, data_dir: Path, n_examples: int | None,
-                     test_split: Callable[[], ImageDataset]) -> int | None:
-    """``n_examples``, or None when it covers the whole test set (then the result is not a subset)."""
-    if n_examples is None:
-        return None
-    if dataset == "imagenet":
-        total = len(imagenet_folder(data_dir, "test").samples)
-    else:
-        total = len(test_split())
-    if n_examples >= total:
-        print(f"evaluate: --n-examples {n_examples} covers the whole {dataset} test set ({total} images); "
-              "recorded as the full test set")
-        return None
-    return n_examples
-
-
 def _work_folder(target: Path, suite: SuiteFile) -> Path:
     return target.with_name(f".{target.name}.{'partial' if suite_class(suite.name).resumable else 'tmp'}")
 
 
-def _run_suite(suite: SuiteFile, target: Path, context: SuiteContext, name: str) -> SuiteOutput:
-    """Run one suite in its work folder (resumed when resumable and started with the same resume key)."""
+def _run_suite(suite: SuiteFile, target: Path, context: SuiteContext, name: str) -> SuiteOutput | None:
+    """Run one suite in its work folder (resumed when resumable and started with the same resume key); None
+    from a process that does not summarise. Only a process that ``prepares_work`` clears or restarts a work
+    folder; under torchrun the other ranks wait for it, and a ``--shard`` job refuses a folder that another
+    job started with other parameters rather than deleting it."""
     cls = suite_class(suite.name)
+    shard = context.shard
     work = _work_folder(target, suite)
     stamp, key = work / ".resume_key", resume_key(suite)
-    if cls.resumable and work.exists() and (not stamp.is_file() or stamp.read_text() != key):
-        print(f"evaluate: {work} was started with other {suite.name} parameters; starting it afresh")
-        shutil.rmtree(work)
-    if not cls.resumable:
-        shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
-    for leftover in [entry for entry in work.iterdir() if is_leftover_temporary(entry)]:  # a write cut by a kill
-        if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover)
-        else:
-            leftover.unlink()
-    stamp.write_text(key)
+    stale = cls.resumable and work.exists() and (not stamp.is_file() or stamp.read_text() != key)
+    if stale and shard.mode in (ShardMode.JOB, ShardMode.MERGE) and stamp.is_file():
+        raise RobustKDError(f"evaluate: {work} was started with other {suite.name} parameters; run every shard "
+                            "with the same arguments (or delete the folder to start afresh)")
+    if shard.prepares_work:
+        if stale:
+            print(f"evaluate: {work} was started with other {suite.name} parameters; starting it afresh")
+            shutil.rmtree(work)
+        if not cls.resumable:
+            shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
+        for leftover in [entry for entry in work.iterdir() if is_leftover_temporary(entry)]:  # a write cut by a kill
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+        write_text_atomic(stamp, key)
+    elif shard.mode is ShardMode.JOB:
+        work.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(stamp, key)
+    if cls.resumable:
+        shard.wait_for_all()  # the work folder is ready before any rank writes into it
     try:
         output = cls().run(context, suite.params, work)
     except NonFiniteOutputError as exc:
         shutil.rmtree(work, ignore_errors=True)  # no partial result of a broken model to resume
         raise RobustKDError(f"evaluate: {name}, {suite.name} suite: {exc}; nothing was recorded") from None
+    if output is None:
+        if shard.summarises:
+            raise RobustKDError(f"evaluate: the {cls.name} suite returned no output")  # pragma: no cover - a bug
+        return None
     _check_output(cls, output)
     return output
 

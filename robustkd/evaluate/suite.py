@@ -10,12 +10,14 @@ A suite is one module in ``robustkd/evaluate/suites/`` holding a class registere
         plots = (Plot("confusion.png", "confusion matrix"),)
         resumable = False                      # True: the work folder survives a kill and is resumed
         extends = frozenset()                  # parameters that only add work items (resume keeps the rest)
-        needs = frozenset({Need.IN_MEMORY_TEST})
+        needs = frozenset({Need.TEACHER})
 
         def run(self, ctx, params, work) -> SuiteOutput: ...
 
-``run`` gets the shared context (model, clean logits, data), its validated parameters and a work folder;
-it writes its files there and returns a typed ``SuiteOutput`` holding only declared metrics. The runner
+``run`` gets the shared context (model, test images, clean logits, data, shard), its validated parameters and
+a work folder; it writes its files there and returns a typed ``SuiteOutput`` holding only declared metrics.
+A resumable suite's work items (cells, batches, images) are shared out by ``ctx.shard.todo`` and kept as rows of
+a ``ShardTable``; after ``ctx.shard.wait_for_all()`` a process that does not summarise returns None. The runner
 (``robustkd/evaluate/runner.py``) alone owns result naming, temporary and partial folders, resume keys, the
 summary (``summary.py``) and recording; the store, leaderboard and report read these declarations.
 Modules in the suites package are imported automatically: adding a suite is adding one module.
@@ -86,9 +88,9 @@ class Plot:
 class Need(str, enum.Enum):
     """What a suite needs from the context, checked before anything runs."""
 
-    IN_MEMORY_TEST = "in_memory_test"  # the test images as one uint8 tensor (CIFAR, synthetic)
-    TEACHER = "teacher"                # a teacher checkpoint (--teacher)
+    TEACHER = "teacher"                # a teacher checkpoint (--teacher); its clean logits are computed once
     TRAIN_SPLIT = "train_split"        # images of the training split (e.g. a calibration hold-out)
+    CLEAN_LOGITS = "clean_logits"      # its work items use the clean logits (every shard then has them)
 
 
 @dataclass

@@ -50,6 +50,9 @@ class ResultSummary:
     threads: int | None = None  # CPU threads of the evaluating process; added in robustkd 0.2
     suite_params: dict[str, Any] | None = None  # the suite's parameters as run (the protocol may annotate
     # some keys with what the suite recorded, e.g. the corruption source actually used); added in robustkd 0.2
+    selection: str = ""  # the named selection of test images ('' all, robustbench5000, every100); robustkd 0.3
+    prefix: int | None = None  # with a selection: evaluated its first ``prefix`` images; robustkd 0.3
+    processes: int | None = None  # shards whose work was merged into this result (None: one process); robustkd 0.3
 
     def __post_init__(self) -> None:
         check_field_types(self, f"summary of the {self.suite} result of {self.name}")

@@ -20,7 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustkd.data.selections import Selection
 from robustkd.errors import RobustKDError
+from robustkd.evaluate.sharding import SINGLE, Shard, ShardMode
 from robustkd.evaluate.suite_file import SuiteFile
 from robustkd.evaluate.suite_inputs import check_suite_inputs
 from robustkd.utils.short_repr import short_repr
@@ -130,9 +132,14 @@ def evaluate_checkpoints(
     recording: Recording | None = None, teacher: Path | None = None, n_examples: int | None = None,
     data_dir: str | Path | None = None, allow_embedded: bool = False, device: str | None = None,
     overwrite: bool = False, skip_finished: bool = False, official_dir: Path | None = None,
-    threads: int | None = None, announce: Announce = print,
+    threads: int | None = None, announce: Announce = print, selection: Selection | str = Selection.ALL,
+    shard: Shard | None = None, workers: int | None = None,
 ) -> list[EvaluatedSuite]:
     """``robustkd evaluate``: every suite on every checkpoint, recorded in ``recording.db``.
+
+    ``selection``: a named selection of test images (robustkd/data/selections.py); ``shard``: this process's
+    share of the work (``Shard.parse("K/N")`` for a scheduler job; under torchrun the ranks are read from its
+    environment and rank 0 alone records); ``workers``: DataLoader processes decoding ImageNet images.
 
     Refused before any suite runs (RobustKDError): unknown suites or bad parameters, a teacher of another
     dataset or class count than a checkpoint, an unusable database, contradictory options.
@@ -140,14 +147,15 @@ def evaluate_checkpoints(
     from robustkd.checkpoint import load_checkpoint, read_sidecar
     from robustkd.distill.teacher import check_teacher_matches
     from robustkd.evaluate.result_folder import model_folder_name
-    from robustkd.utils.device import resolve_device
     from robustkd.utils.threads import set_threads
 
     recording = recording or Recording.under(out)
     suite_files = resolve_suites(suites, has_teacher=teacher is not None, official_dir=official_dir)
     threads_in_use = set_threads(threads)
-    _check_options(n_examples, overwrite, skip_finished, recording)
-    resolved = resolve_device(device)
+    selection = Selection.parse(selection)
+    _check_options(n_examples, overwrite, skip_finished, recording, workers)
+    shard, resolved = evaluation_shard(shard, device)
+    recording = recording if shard.summarises else Recording(None)
     teacher_checkpoint = load_checkpoint(teacher, resolved) if teacher else None
     for path in checkpoints:  # every sidecar read (and matched to the teacher) before any suite runs
         meta, _ = read_sidecar(path)
@@ -167,8 +175,28 @@ def evaluate_checkpoints(
             recording=recording, n_examples=n_examples, data_dir=data_dir, allow_embedded=allow_embedded,
             device=resolved, overwrite=overwrite, skip_finished=skip_finished,
             teacher=teacher_checkpoint.model if teacher_checkpoint else None, teacher_info=teacher_info,
-            threads=threads_in_use, announce=announce)
+            threads=threads_in_use, announce=announce, selection=selection, shard=shard, workers=workers)
     return done
+
+
+def evaluation_shard(shard: Shard | None, device: str | None) -> tuple[Shard, torch.device]:
+    """This process's shard and device: ``shard`` as given (a ``--shard K/N`` job, a merge), else the rank of a
+    torchrun process group (joined here, as training joins it: NCCL on GPUs - the device ``cuda:LOCAL_RANK`` -,
+    gloo on CPUs), else one process."""
+    import os
+
+    from robustkd.utils.device import resolve_device
+
+    under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if shard is not None and shard.mode is not ShardMode.SINGLE and under_torchrun:
+        raise RobustKDError("evaluate: --shard and results merge run without torchrun (torchrun shares the work "
+                            "among its ranks by itself)")
+    if not under_torchrun:
+        return shard or SINGLE, resolve_device(device)
+    from robustkd.train.distributed import init_placement
+
+    placement = init_placement(device)
+    return Shard(placement.rank, placement.world_size, ShardMode.COLLECTIVE), placement.device
 
 
 def evaluate_module(
@@ -177,8 +205,10 @@ def evaluate_module(
     teacher: nn.Module | None = None, teacher_info: dict[str, Any] | None = None, n_examples: int | None = None,
     data_dir: str | Path | None = None, allow_embedded: bool = False, device: str | None = None,
     overwrite: bool = False, skip_finished: bool = False, threads: int | None = None, announce: Announce = print,
+    selection: Selection | str = Selection.ALL, shard: Shard | None = None, workers: int | None = None,
 ) -> list[EvaluatedSuite]:
-    """Any model (inputs in [0, 1], NCHW float -> logits) evaluated and recorded like a checkpoint.
+    """Any model (inputs in [0, 1], NCHW float -> logits) evaluated and recorded like a checkpoint
+    (``selection``, ``shard``, ``workers``: as for ``evaluate_checkpoints``).
 
     Its identity is the SHA-256 of its state dict (``module_sha256``); its result folder is
     ``<name>-<sha256[:12]>`` (``name`` defaults to the architecture, else the class name), so two models never
@@ -186,7 +216,6 @@ def evaluate_module(
     """
     from robustkd.data import dataset_info
     from robustkd.evaluate.result_folder import model_folder_name
-    from robustkd.utils.device import resolve_device
     from robustkd.utils.threads import set_threads
 
     if not isinstance(model, nn.Module):
@@ -196,7 +225,10 @@ def evaluate_module(
     info = dataset_info(dataset)
     suite_files = resolve_suites(suites, has_teacher=teacher is not None)
     threads_in_use = set_threads(threads)
-    _check_options(n_examples, overwrite, skip_finished, recording)
+    selection = Selection.parse(selection)
+    _check_options(n_examples, overwrite, skip_finished, recording, workers)
+    shard, resolved = evaluation_shard(shard, device)
+    recording = recording if shard.summarises else Recording(None)
     check_suite_inputs(suite_files, [dataset], n_examples=n_examples, data_dir=data_dir, allow_embedded=allow_embedded)
     sha = module_sha256(model)
     architecture = str((model_info or {}).get("architecture") or type(model).__name__)
@@ -208,9 +240,9 @@ def evaluate_module(
     return _evaluate_and_record(
         model, name=model_folder_name(name or architecture, sha), dataset=dataset, model_info=meta,
         suites=suite_files, out=out, recording=recording, n_examples=n_examples, data_dir=data_dir,
-        allow_embedded=allow_embedded, device=resolve_device(device), overwrite=overwrite,
+        allow_embedded=allow_embedded, device=resolved, overwrite=overwrite,
         skip_finished=skip_finished, teacher=teacher, teacher_info=teacher_info, threads=threads_in_use,
-        announce=announce)
+        announce=announce, selection=selection, shard=shard, workers=workers)
 
 
 def _check_module_info(name: Any, model_info: Any) -> None:
@@ -229,9 +261,12 @@ def _check_module_info(name: Any, model_info: Any) -> None:
                 raise RobustKDError(f"evaluate: model_info {key}={short_repr(model_info[key])}; expected {expected}")
 
 
-def _check_options(n_examples: int | None, overwrite: bool, skip_finished: bool, recording: Recording) -> None:
+def _check_options(n_examples: int | None, overwrite: bool, skip_finished: bool, recording: Recording,
+                   workers: int | None = None) -> None:
     from robustkd.results.store import check_database
 
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or not 0 <= workers <= 256):
+        raise RobustKDError(f"--workers {workers}: expected an integer in 0..256 (0: decode in this process)")
     if n_examples is not None and (isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1):
         raise RobustKDError(f"--n-examples must be a positive integer, got {n_examples}")
     if overwrite and skip_finished:
@@ -244,7 +279,8 @@ def _evaluate_and_record(
     model: nn.Module, *, name: str, dataset: str, model_info: dict[str, Any], suites: list[SuiteFile], out: Path,
     recording: Recording, n_examples: int | None, data_dir: str | Path | None, allow_embedded: bool,
     device: torch.device, overwrite: bool, skip_finished: bool, teacher: nn.Module | None,
-    teacher_info: dict[str, Any] | None, threads: int, announce: Announce,
+    teacher_info: dict[str, Any] | None, threads: int, announce: Announce, selection: Selection = Selection.ALL,
+    shard: Shard = SINGLE, workers: int | None = None,
 ) -> list[EvaluatedSuite]:
     from robustkd.data import resolve_data_dir
     from robustkd.evaluate.runner import evaluate_model
@@ -261,7 +297,11 @@ def _evaluate_and_record(
                           data_dir=resolve_data_dir(data_dir), device=device, n_examples=n_examples,
                           model_info=model_info, allow_embedded=allow_embedded, overwrite=overwrite,
                           seed=int(model_info.get("seed", 0) or 0), teacher=teacher, teacher_info=teacher_info,
-                          keep_existing=keep_existing, threads=threads)
+                          keep_existing=keep_existing, threads=threads, selection=selection, shard=shard,
+                          workers=workers)
+    if shard.mode is ShardMode.JOB:
+        announce(f"{Path(out) / name}: {shard.label} has finished its work items; when every shard has, run "
+                 "robustkd results merge with the same arguments (without --shard)")
     done = []
     for run in runs:
         rows = None

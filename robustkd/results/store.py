@@ -255,17 +255,22 @@ def result_rows(result_dir: Path) -> list[tuple]:
 
 
 def _subset_label(summary: ResultSummary) -> str:
-    return subset_label(summary.suite, summary.n_examples if summary.subset else None, summary.protocol)
+    if summary.selection:  # robustkd 0.3: a named selection, with the prefix of it (if any) recorded apart
+        prefix = summary.prefix
+    else:
+        prefix = summary.n_examples if summary.subset else None
+    return subset_label(summary.suite, prefix, summary.protocol, summary.selection)
 
 
-def subset_label(suite: str, prefix: int | None, protocol: dict) -> str:
-    """'' for the full test set; ``first<N>`` for a prefix of N images, then the suite's own selection of
-    those images (``skip99``: every 99th), joined by '-' (``first2000-skip99``)."""
+def subset_label(suite: str, prefix: int | None, protocol: dict, selection: str = "") -> str:
+    """'' for the full test set; the named selection (``robustbench5000``), then ``first<N>`` for a prefix of N
+    images, then the suite's own selection of those images (``skip99``: every 99th), joined by '-'
+    (``first2000-skip99``, ``robustbench5000-first1000``)."""
     try:
         chosen = suite_class(suite)().selection(protocol)
     except (RobustKDError, TypeError, ValueError):
         chosen = ""  # a suite this robustkd does not know, or a protocol without readable selection values
-    return "-".join(part for part in (f"first{prefix}" if prefix is not None else "", chosen) if part)
+    return "-".join(part for part in (selection, f"first{prefix}" if prefix is not None else "", chosen) if part)
 
 
 def is_recorded(db: Path, result_dir: Path) -> bool:

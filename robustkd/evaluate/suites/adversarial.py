@@ -1,9 +1,11 @@
 """The adversarial suite: robust accuracy per attack, point-wise worst case, eps curve, masking checks.
 
-Attacks run in eval mode on the model's device, ``batch_size`` images at a time, each batch seeded by
-(seed, attack, first index). Every finished batch appends one row per image to ``examples.csv``
-(attack, index, label, clean and adversarial prediction, perturbation norm, robust) in the work folder;
-a killed run resumes without redoing finished batches.
+Attacks run in eval mode on the model's device, ``batch_size`` images at a time (positions of the evaluated
+images, streamed from a folder for ImageNet), each batch seeded by (seed, attack, first index). Every finished
+batch appends one row per image to ``examples.csv`` (attack, index, label, clean and adversarial prediction,
+perturbation norm, robust) in the work folder; a killed run resumes without redoing finished batches. The
+batches are the work items that shards share (robustkd/evaluate/sharding.py); a batch's examples do not depend
+on which process attacks it.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from robustkd.evaluate.attacks.base import Attack  # noqa: E402
 from robustkd.evaluate.attacks.registry import linf_eps, linf_step, load_attacks  # noqa: E402
 from robustkd.evaluate.attacks.torchattacks_attacks import pgd_linf  # noqa: E402
 from robustkd.evaluate.context import SuiteContext  # noqa: E402
-from robustkd.evaluate.durable_table import DurableTable  # noqa: E402
 from robustkd.evaluate.finite import nonfinite_count, raise_if_nonfinite  # noqa: E402
 from robustkd.evaluate.masking import forward_checks  # noqa: E402
-from robustkd.evaluate.suite import Metric, Need, Plot, Suite, SuiteOutput, register_suite  # noqa: E402
+from robustkd.evaluate.shard_table import ShardTable  # noqa: E402
+from robustkd.evaluate.sharding import SINGLE, Shard  # noqa: E402
+from robustkd.evaluate.suite import Metric, Plot, Suite, SuiteOutput, register_suite  # noqa: E402
 from robustkd.evaluate.suite_params import param  # noqa: E402
+from robustkd.evaluate.test_images import MemoryImages, TestImages, as_inputs  # noqa: E402
 from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: E402
 from robustkd.utils.seeding import derive_seed  # noqa: E402
 
@@ -94,7 +98,6 @@ class AdversarialSuite(Suite[AdversarialParams]):
     plots = (Plot("robust_accuracy_vs_eps.png", "robust accuracy vs eps"),)
     resumable = True
     extends = frozenset({"attacks", "eps_curve_255", "autoattack_versions", "masking_examples"})
-    needs = frozenset({Need.IN_MEMORY_TEST})
     position = 30
     qualifiers = ("linf_eps_255", "pgd_steps")
 
@@ -103,9 +106,9 @@ class AdversarialSuite(Suite[AdversarialParams]):
         for name in params.attacks:
             registry.canonical(name)
 
-    def run(self, ctx: SuiteContext, params: AdversarialParams, work: Path) -> SuiteOutput:
-        metrics, protocol, counts = _run(ctx.model, ctx.in_memory_test(self.name), params, ctx.device, work)
-        return SuiteOutput(metrics, protocol, counts)
+    def run(self, ctx: SuiteContext, params: AdversarialParams, work: Path) -> SuiteOutput | None:
+        result = _run(ctx.model, ctx.images, params, ctx.device, work, ctx.shard)
+        return None if result is None else SuiteOutput(*result)
 
 
 def build_attacks(params: AdversarialParams) -> list[Attack]:
@@ -124,53 +127,59 @@ def build_attacks(params: AdversarialParams) -> list[Attack]:
     return chosen
 
 
-def run_attack_batches(model: nn.Module, test: ImageDataset, attack: Attack, count: int, params: AdversarialParams,
-                       attack_number: int, device: torch.device, table: DurableTable, done: set) -> None:
-    """Attack the first ``count`` images, ``batch_size`` at a time; each finished batch is appended to
-    ``table`` (one row per image); batches already in ``done`` are skipped."""
-    show = os.environ.get("ROBUSTKD_PROGRESS", "1") != "0"
-    starts = [s for s in range(0, count, params.batch_size)
-              if not all((attack.name, i) in done for i in range(s, min(s + params.batch_size, count)))]
-    for start in tqdm(starts, desc=attack.name, unit="batch", disable=not show):
-        stop = min(start + params.batch_size, count)
-        x = test.images[start:stop].to(device).float().div_(255.0)
-        y = test.labels[start:stop].to(device)
-        torch.manual_seed(derive_seed(params.seed, attack_number, start))
-        x_adv = attack(model, x, y)
-        norms = attack_base.perturbation_norm(x_adv, x, attack.threat.norm)
-        with torch.no_grad():
-            clean_logits, adversarial_logits = model(x), model(x_adv)
-        bad = int(nonfinite_count(clean_logits) + nonfinite_count(adversarial_logits))
-        raise_if_nonfinite(bad, 2 * clean_logits.numel(), f"on {len(x)} clean and {attack.name} images")
-        clean, adversarial = clean_logits.argmax(1), adversarial_logits.argmax(1)
-        correct, fooled = clean.eq(y), adversarial.ne(y)
-        robust = attack.robust(correct, fooled, norms)
-        shown = attack_base.shown_norms(attack, correct, fooled, norms)
-        table.append([[attack.name, start + i, int(y[i]), int(clean[i]), int(adversarial[i]), f"{float(shown[i]):.8g}",
-                       int(robust[i])] for i in range(stop - start)])
+def _attack_batch(model: nn.Module, images: TestImages, attack: Attack, start: int, stop: int, params: AdversarialParams,
+                  attack_number: int, device: torch.device) -> list[list]:
+    """The rows of positions ``start:stop`` under ``attack`` (seeded by (seed, attack number, start))."""
+    pixels, labels = images.take(range(start, stop))
+    x, y = as_inputs(pixels, device), labels.to(device)
+    torch.manual_seed(derive_seed(params.seed, attack_number, start))
+    x_adv = attack(model, x, y)
+    norms = attack_base.perturbation_norm(x_adv, x, attack.threat.norm)
+    with torch.no_grad():
+        clean_logits, adversarial_logits = model(x), model(x_adv)
+    bad = int(nonfinite_count(clean_logits) + nonfinite_count(adversarial_logits))
+    raise_if_nonfinite(bad, 2 * clean_logits.numel(), f"on {len(x)} clean and {attack.name} images")
+    clean, adversarial = clean_logits.argmax(1), adversarial_logits.argmax(1)
+    correct, fooled = clean.eq(y), adversarial.ne(y)
+    robust = attack.robust(correct, fooled, norms)
+    shown = attack_base.shown_norms(attack, correct, fooled, norms)
+    return [[attack.name, start + i, int(y[i]), int(clean[i]), int(adversarial[i]), f"{float(shown[i]):.8g}",
+             int(robust[i])] for i in range(stop - start)]
 
 
-def run_adversarial(model: nn.Module, test: ImageDataset, params: AdversarialParams, device: torch.device,
+def run_adversarial(model: nn.Module, test: ImageDataset | TestImages, params: AdversarialParams, device: torch.device,
                     work_dir: Path) -> tuple[dict[str, float], dict]:
-    """The suite on ``test`` (all images; the diagnostics on the first ``masking_examples``): (metrics, protocol)."""
-    metrics, protocol, _ = _run(model, test, params, device, work_dir)
-    return metrics, protocol
+    """The suite on ``test`` (all images; the diagnostics on the first ``masking_examples``) in one process:
+    (metrics, protocol)."""
+    images = test if isinstance(test, TestImages) else MemoryImages(test)
+    result = _run(model, images, params, device, work_dir, SINGLE)
+    assert result is not None
+    return result[0], result[1]
 
 
-def _run(model: nn.Module, test: ImageDataset, params: AdversarialParams, device: torch.device, work_dir: Path
-         ) -> tuple[dict[str, float], dict, dict[str, int]]:
+def _run(model: nn.Module, images: TestImages, params: AdversarialParams, device: torch.device, work_dir: Path,
+         shard: Shard) -> tuple[dict[str, float], dict, dict[str, int]] | None:
     attacks = build_attacks(params)
-    table = DurableTable(work_dir / "examples.csv", COLUMNS)
+    table = ShardTable(work_dir, "examples.csv", COLUMNS, shard, key=("attack", "index"))
     done = {(name, int(index)) for name, index in table.keys("attack", "index")}
     model.eval()
-    n = len(test)
+    n = len(images)
     masking_count = min(params.masking_examples, n)
     diagnostics = [square(linf_eps(params), params.square_queries, params.seed)] if masking_count else []
     plan = [(attack, n) for attack in attacks] + [(attack, masking_count) for attack in diagnostics]
-    for number, (attack, count) in enumerate(plan):
-        run_attack_batches(model, test, attack, count, params, number, device, table, done)
+    batches = [(number, start, min(start + params.batch_size, count))
+               for number, (attack, count) in enumerate(plan) for start in range(0, count, params.batch_size)]
+    mine = shard.todo(batches, lambda item: all((plan[item[0]][0].name, i) in done for i in range(item[1], item[2])),
+                      "adversarial batches")
+    show = os.environ.get("ROBUSTKD_PROGRESS", "1") != "0"
+    for number, start, stop in tqdm(mine, desc="adversarial batches", unit="batch", disable=not show):
+        table.append(_attack_batch(model, images, plan[number][0], start, stop, params, number, device))
+    shard.wait_for_all()
+    if not shard.summarises:
+        return None
 
-    rows = table.read()
+    order = {attack.name: number for number, (attack, _) in enumerate(plan)}
+    rows = table.consolidate(lambda rows: rows["attack"].map(order) * (n + 1) + rows["index"])
     robust = {name: group.set_index("index")["robust"].astype(bool).sort_index() for name, group in rows.groupby("attack")}
     first = rows.drop_duplicates("index").set_index("index").sort_index()
     correct = first["clean_prediction"].eq(first["label"])
@@ -181,7 +190,7 @@ def _run(model: nn.Module, test: ImageDataset, params: AdversarialParams, device
     _worst_cases(headline, robust, linf_eps(params), metrics)
     flags = _median_norms(attacks, rows, correct, metrics)
     flags += _cross_checks(attacks + diagnostics, robust, metrics)
-    checks = _masking_checks(model, test, masking_count, device)
+    checks = _masking_checks(model, images, masking_count, device)
     metrics["gradient_zero_fraction"] = checks["gradient_zero_fraction"]
     if checks["outputs_probabilities"]:
         flags.append("the model returns probabilities (rows sum to 1), not logits")
@@ -247,10 +256,9 @@ def _cross_checks(attacks: list[Attack], robust: dict[str, pd.Series], metrics: 
     return flags
 
 
-def _masking_checks(model: nn.Module, test: ImageDataset, count: int, device: torch.device) -> dict:
-    count = max(1, count)
-    x = test.images[:count].to(device).float().div_(255.0)
-    return forward_checks(model, x, test.labels[:count].to(device))
+def _masking_checks(model: nn.Module, images: TestImages, count: int, device: torch.device) -> dict:
+    pixels, labels = images.take(range(max(1, count)))
+    return forward_checks(model, as_inputs(pixels, device), labels.to(device))
 
 
 def _eps_curve(params, metrics: dict[str, float]) -> pd.DataFrame:

@@ -1,7 +1,9 @@
 """The calibration suite: metrics and reliability diagrams, before and after temperature scaling.
 
-The temperature is fitted on held-out logits (the last ``holdout`` training images); the JSON records
-whether those images were part of the model's training prefix (then the fit is optimistic).
+The temperature never sees an image the model trained on (robustkd/evaluate/temperature_fit.py): by default it
+is cross-fitted on two class-stratified folds of the evaluated test images (each fold scaled by the temperature
+fitted on the other); ``temperature_fit = "train_holdout"`` fits it on the last ``holdout`` training images and
+is refused for a model that trained on any of them. The protocol says which data fitted it.
 """
 
 from __future__ import annotations
@@ -14,19 +16,25 @@ import torch
 
 from robustkd.data.loader import TensorBatchLoader
 from robustkd.data.sources import load_image_dataset
+from robustkd.errors import RobustKDError
 from robustkd.evaluate.calibration import calibration_metrics, fit_temperature
 from robustkd.evaluate.context import SuiteContext
 from robustkd.evaluate.predictions import collect_logits
 from robustkd.evaluate.reliability import plot_reliability_diagram
-from robustkd.evaluate.suite import Metric, Need, Plot, Suite, SuiteOutput, register_suite
+from robustkd.evaluate.suite import Metric, Plot, Suite, SuiteOutput, register_suite
 from robustkd.evaluate.suite_params import param
+from robustkd.evaluate.temperature_fit import FITS, crossfit_temperatures
 from robustkd.utils.atomic import write_text_atomic
 
 
 @dataclass(frozen=True)
 class CalibrationParams:
+    """``temperature_fit``: crossfit (two class-stratified folds of the test images, default) or train_holdout
+    (the last ``holdout`` training images, for a model trained without them)."""
+
     batch_size: int = param(500, low=1)
     n_bins: int = param(15, low=1)
+    temperature_fit: str = param("crossfit", choices=FITS)
     holdout: int = param(5000, low=1)
 
 
@@ -35,7 +43,7 @@ _ERRORS = ("ece", "mce", "adaptive_ece")
 
 @register_suite
 class CalibrationSuite(Suite[CalibrationParams]):
-    """Calibration on the clean test set, before and after temperature scaling fitted on a training hold-out."""
+    """Calibration on the clean test set, before and after temperature scaling fitted on held-out images."""
 
     name = "calibration"
     params = CalibrationParams
@@ -48,44 +56,73 @@ class CalibrationSuite(Suite[CalibrationParams]):
         *(Metric(f"{key}_ts", "fraction", False) for key in _ERRORS),
         Metric("nll_ts", "nats", False), Metric("brier_ts", "sum over classes, [0, 2]", False),
         Metric("temperature", "logit divisor", None),
+        Metric("temperature_fold_{fold}", "logit divisor", None),
     )
     plots = (Plot("reliability.png", "reliability diagram"),
              Plot("reliability_temperature_scaled.png", "reliability diagram after temperature scaling"))
-    needs = frozenset({Need.TRAIN_SPLIT})
     position = 40
     qualifiers = ("n_bins",)
 
     def run(self, ctx: SuiteContext, params: CalibrationParams, work: Path) -> SuiteOutput:
-        held_logits, held_labels, seen = holdout_logits(ctx, params)
-        metrics = run_calibration(ctx.logits, ctx.labels, held_logits, held_labels, params.n_bins, work)
-        return SuiteOutput(metrics, {"temperature_fit": f"last {params.holdout} training images",
-                                     "holdout_seen_in_training": seen}, {"temperature_fit": len(held_labels)})
+        fit = fitted_temperature(ctx, params)
+        before = calibration_metrics(ctx.logits, ctx.labels, params.n_bins)
+        after = calibration_metrics(fit.scale(ctx.logits), ctx.labels, params.n_bins)
+        plot_reliability_diagram(before, work / "reliability.png")
+        plot_reliability_diagram(after, work / "reliability_temperature_scaled.png",
+                                 title=f"after temperature scaling (T = {fit.shown}): ECE {100 * after.ece:.2f} %")
+        bins = pd.concat([before.bins.assign(scaling="none"), after.bins.assign(scaling="temperature")])
+        write_text_atomic(work / "reliability_bins.csv", bins.to_csv(index=False))
+        metrics = {key: value for key, value in before.summary().items() if key != "n"}
+        metrics.update({f"{key}_ts": value for key, value in after.summary().items() if key not in ("n", "accuracy")})
+        metrics.update(fit.metrics)
+        return SuiteOutput(metrics, fit.protocol, {"temperature_fit": fit.images})
 
 
-def holdout_logits(ctx: SuiteContext, params: CalibrationParams) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Logits of the last ``holdout`` training images, and whether the model trained on any of them."""
+@dataclass(frozen=True)
+class FittedTemperature:
+    """Per-image temperatures and how they were fitted (``protocol``, ``metrics``, images used)."""
+
+    per_image: torch.Tensor
+    metrics: dict[str, float]
+    protocol: dict[str, object]
+    images: int
+    shown: str
+
+    def scale(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits / self.per_image.to(logits.dtype)[:, None]
+
+
+def fitted_temperature(ctx: SuiteContext, params) -> FittedTemperature:
+    """The temperature of each evaluated test image under ``params.temperature_fit`` (see the module docstring)."""
+    if params.temperature_fit == "crossfit":
+        fit = crossfit_temperatures(ctx.logits, ctx.labels)
+        first, second = fit.fold_temperatures
+        return FittedTemperature(
+            fit.per_image, {"temperature": (first + second) / 2, "temperature_fold_0": first, "temperature_fold_1": second},
+            {"temperature_fit": "two-fold cross-fit on the evaluated test images (class-stratified; each fold "
+             "scaled by the temperature fitted on the other)", "temperature_fit_folds": list(fit.fold_sizes),
+             "temperature": "mean of the two fold temperatures"},
+            len(ctx.labels), f"{first:.3f} / {second:.3f}")
+    held_logits, held_labels = holdout_logits(ctx, params)
+    temperature = fit_temperature(held_logits, held_labels)
+    return FittedTemperature(torch.full((len(ctx.labels),), temperature, dtype=torch.float64),
+                             {"temperature": temperature},
+                             {"temperature_fit": f"last {len(held_labels)} training images, not trained on"},
+                             len(held_labels), f"{temperature:.3f}")
+
+
+def holdout_logits(ctx: SuiteContext, params) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of the last ``holdout`` training images; refused when the model trained on any of them (its
+    sidecar's ``n_train`` reaches into them, or says nothing)."""
     train = load_image_dataset(ctx.dataset, "train", ctx.data_dir, allow_embedded=ctx.allow_embedded,
                                announce=lambda _: None)
     start = max(0, len(train) - params.holdout)
+    trained_on = ctx.model_info.get("n_train")
+    if trained_on is None or start < int(trained_on):
+        raise RobustKDError(f"calibration: temperature_fit = \"train_holdout\" fits on the last {params.holdout} "
+                            f"training images, but the model trained on {trained_on or 'an unknown number of'} "
+                            "images; use temperature_fit = \"crossfit\" (the default) or a model trained with "
+                            "--holdout")
     held = train.rows(start, len(train), f"last {len(train) - start}")
     loader = TensorBatchLoader(held, params.batch_size, ctx.device, train=False)
-    logits, labels = collect_logits(ctx.model, loader, ctx.num_classes)
-    trained_on = ctx.model_info.get("n_train")
-    seen = trained_on is None or start < int(trained_on)
-    return logits, labels, seen
-
-
-def run_calibration(logits: torch.Tensor, labels: torch.Tensor, holdout_logits: torch.Tensor, holdout_labels: torch.Tensor,
-                    n_bins: int, out_dir: Path) -> dict[str, float]:
-    before = calibration_metrics(logits, labels, n_bins)
-    temperature = fit_temperature(holdout_logits, holdout_labels)
-    after = calibration_metrics(logits / temperature, labels, n_bins)
-    plot_reliability_diagram(before, out_dir / "reliability.png")
-    plot_reliability_diagram(after, out_dir / "reliability_temperature_scaled.png",
-                             title=f"after temperature scaling (T = {temperature:.3f}): ECE {100 * after.ece:.2f} %")
-    bins = pd.concat([before.bins.assign(scaling="none"), after.bins.assign(scaling="temperature")])
-    write_text_atomic(out_dir / "reliability_bins.csv", bins.to_csv(index=False))
-    metrics = {f"{key}": value for key, value in before.summary().items() if key != "n"}
-    metrics.update({f"{key}_ts": value for key, value in after.summary().items() if key not in ("n", "accuracy")})
-    metrics["temperature"] = temperature
-    return metrics
+    return collect_logits(ctx.model, loader, ctx.num_classes)

@@ -1,7 +1,9 @@
 """The certified suite: randomized-smoothing certificates per test image, resumable, then the summary.
 
 Per-example rows are appended to ``certify.tsv`` as each image finishes (index, label, prediction, radius,
-correct, count, p_lower, seconds); a killed run continues after the last finished image. Certificates depend
+correct, count, p_lower, seconds); a killed run continues after the last finished image. Images are the work
+items that shards share (robustkd/evaluate/sharding.py); ``index`` is the image's position among the evaluated
+images (streamed from a folder for ImageNet; ``--selection every100`` is Cohen et al.'s ImageNet set). Certificates depend
 on the seed, the device and the noise chunk, not on the batch size (see ``robustkd.evaluate.smoothing``).
 Certified accuracy at radius r = share of certified images whose prediction is correct and whose radius is
 at least r.
@@ -26,10 +28,12 @@ from torch import nn  # noqa: E402
 from robustkd.data.dataset import ImageDataset  # noqa: E402
 from robustkd.errors import RobustKDError  # noqa: E402
 from robustkd.evaluate.context import SuiteContext  # noqa: E402
-from robustkd.evaluate.durable_table import DurableTable  # noqa: E402
+from robustkd.evaluate.shard_table import ShardTable  # noqa: E402
+from robustkd.evaluate.sharding import SINGLE, Shard  # noqa: E402
 from robustkd.evaluate.smoothing import ABSTAIN, Smooth, inference_model  # noqa: E402
-from robustkd.evaluate.suite import Metric, Need, Plot, Suite, SuiteOutput, register_suite  # noqa: E402
+from robustkd.evaluate.suite import Metric, Plot, Suite, SuiteOutput, register_suite  # noqa: E402
 from robustkd.evaluate.suite_params import param  # noqa: E402
+from robustkd.evaluate.test_images import MemoryImages, TestImages  # noqa: E402
 from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: E402
 from robustkd.utils.seeding import derive_seed  # noqa: E402
 
@@ -81,7 +85,6 @@ class CertifiedSuite(Suite[CertifiedParams]):
     plots = (Plot("certified_accuracy.png", "certified accuracy vs radius"),)
     resumable = True
     extends = frozenset({"max", "batch_size"})
-    needs = frozenset({Need.IN_MEMORY_TEST})
     position = 50
     qualifiers = ("sigma", "n", "alpha")
 
@@ -90,32 +93,36 @@ class CertifiedSuite(Suite[CertifiedParams]):
         skip, most = int(protocol.get("skip", 1)), int(protocol.get("max", -1))
         return "-".join(([f"skip{skip}"] if skip > 1 else []) + ([f"max{most}"] if most >= 0 else []))
 
-    def run(self, ctx: SuiteContext, params: CertifiedParams, work: Path) -> SuiteOutput:
-        rows, protocol = certify_dataset(ctx.model, ctx.in_memory_test(self.name), params, work, ctx.device)
+    def run(self, ctx: SuiteContext, params: CertifiedParams, work: Path) -> SuiteOutput | None:
+        certified = certify_dataset(ctx.model, ctx.images, params, work, ctx.device, ctx.shard)
+        if certified is None:
+            return None
+        rows, protocol = certified
         metrics = summarise_certificates(rows, work)
         return SuiteOutput(metrics, {"radii": list(RADII), "noise": "Gaussian in [0, 1] input space, before the "
                                      "model's normalisation", **protocol}, {"certified": len(rows)})
 
 
-def certify_dataset(model: nn.Module, dataset: ImageDataset, params, work_dir: Path, device: torch.device
-                    ) -> tuple[pd.DataFrame, dict]:
+def certify_dataset(model: nn.Module, dataset: ImageDataset | TestImages, params, work_dir: Path, device: torch.device,
+                    shard: Shard = SINGLE) -> tuple[pd.DataFrame, dict] | None:
     """Certify every ``skip``-th image (up to ``max``), appending to ``work_dir/certify.tsv``; returns all rows
-    and the protocol of the base classifier (BatchNorm folded or not, autocast, noise stream)."""
-    table = DurableTable(work_dir / "certify.tsv", COLUMNS, sep="\t")
-    done = {index for (index,) in table.keys("index")}
+    and the protocol of the base classifier (BatchNorm folded or not, autocast, noise stream), or None in a
+    process that does not summarise (it certified its share of the images)."""
+    images = dataset if isinstance(dataset, TestImages) else MemoryImages(dataset)
+    table = ShardTable(work_dir, "certify.tsv", COLUMNS, shard, key=("index",), sep="\t")
+    done = {int(index) for (index,) in table.keys("index")}
     base, folded = inference_model(model, params.fold_batchnorm)
-    smooth = Smooth(base, dataset.num_classes, params.sigma, noise_chunk=params.noise_chunk,
+    smooth = Smooth(base, images.num_classes, params.sigma, noise_chunk=params.noise_chunk,
                     autocast_dtype=AUTOCAST_DTYPES[params.autocast])
-    indices = list(range(0, len(dataset), params.skip))
+    indices = list(range(0, len(images), params.skip))
     if params.max >= 0:
         indices = indices[: params.max]
-    _check_classes_covered(dataset.labels[indices], dataset.num_classes, params.skip)
-    for index in indices:
-        if index in done:
-            continue
+    _check_classes_covered(images.labels[indices], images.num_classes, params.skip)
+    for index in shard.todo(indices, lambda index: index in done, "certified images"):
         seed = derive_seed(params.seed, index)
-        x = dataset.images[index].to(device).float() / 255.0
-        label = int(dataset.labels[index])
+        pixels, labels = images.take([index])
+        x = pixels[0].to(device).float() / 255.0
+        label = int(labels[0])
         started = time.perf_counter()
         certificate = smooth.certify(x, params.n0, params.n, params.alpha, params.batch_size, seed)
         predicted = smooth.predict(x, params.predict_n, params.alpha, params.batch_size, seed) \
@@ -124,10 +131,15 @@ def certify_dataset(model: nn.Module, dataset: ImageDataset, params, work_dir: P
                certificate.count, f"{certificate.p_lower:.8f}", predicted, int(predicted == label),
                f"{time.perf_counter() - started:.3f}"]
         table.append([row])  # one complete, fsync'd line per finished image
+    shard.wait_for_all()
+    if not shard.summarises:
+        return None
     protocol = {"batchnorm_folded": folded, "precision": "float32" if params.autocast == "none"
                 else f"{params.autocast} autocast", "noise_stream": f"chunks of {params.noise_chunk} samples per "
                 "(seed, image, stream), drawn on the evaluation device; independent of batch_size"}
-    return table.read(), protocol
+    rows = table.consolidate(lambda rows: rows["index"])
+    wanted = set(indices)
+    return rows[rows["index"].isin(wanted)].reset_index(drop=True), protocol
 
 
 def _check_classes_covered(labels: torch.Tensor, num_classes: int, skip: int) -> None:

@@ -3,7 +3,8 @@
 Cells come from the official files when ``source`` is ``official`` (or ``auto`` with ``official_dir``
 holding them), else from the engine, generated batch by batch on the evaluation device with the same
 per-image seeds as ``robustkd corrupt`` (so both give the same images). Each finished cell is appended
-to ``cells.csv`` in the work folder; a killed run resumes after the last finished cell.
+to ``cells.csv`` in the work folder; a killed run resumes after the last finished cell. Cells are the work items
+that shards share (robustkd/evaluate/sharding.py): a cell is evaluated whole by one process.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import matplotlib
 
@@ -29,15 +30,16 @@ from robustkd.corruptions.catalog import (BENCHMARK_CORRUPTIONS, EXTRA_CORRUPTIO
 from robustkd.corruptions.engine import corrupt  # noqa: E402
 from robustkd.corruptions.layout import imagenet_c_folder, npy_available, read_severity_block  # noqa: E402
 from robustkd.corruptions.official_check import check_for_dataset, check_npy_files  # noqa: E402
-from robustkd.data.dataset import ImageDataset  # noqa: E402
 from robustkd.errors import RobustKDError  # noqa: E402
 from robustkd.evaluate.finite import nonfinite_count, raise_if_nonfinite  # noqa: E402
 from robustkd.evaluate.calibration import calibration_metrics  # noqa: E402
 from robustkd.evaluate.context import SuiteContext  # noqa: E402
 from robustkd.evaluate.corruption_metrics import corruption_summary, resolve_reference  # noqa: E402
-from robustkd.evaluate.durable_table import DurableTable  # noqa: E402
+from robustkd.evaluate.shard_table import ShardTable  # noqa: E402
+from robustkd.evaluate.sharding import SINGLE, Shard  # noqa: E402
 from robustkd.evaluate.suite import Metric, Plot, Suite, SuiteOutput, register_suite  # noqa: E402
 from robustkd.evaluate.suite_params import param  # noqa: E402
+from robustkd.evaluate.test_images import TestImages  # noqa: E402
 from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: E402
 
 CELL_COLUMNS = ["corruption", "severity", "n", "accuracy", "ece", "nll", "source"]
@@ -95,18 +97,16 @@ class CorruptionSuite(Suite[CorruptionParams]):
         if source.kind == "official":
             check_for_dataset(source.folder, params.corruptions, dataset, test_labels)
 
-    def run(self, ctx: SuiteContext, params: CorruptionParams, work: Path) -> SuiteOutput:
-        if ctx.test is not None:
-            clean, size = CleanImages.from_dataset(ctx.test), ctx.test.images.shape[-1]
-        else:
-            clean, size = CleanImages.from_loader(ctx.test_loader, len(ctx.labels)), 224
+    def run(self, ctx: SuiteContext, params: CorruptionParams, work: Path) -> SuiteOutput | None:
         source = resolve_source(params, ctx.dataset)
-        cells = evaluate_cells(ctx.model, clean, params, source, ctx.dataset, ctx.device, work)
+        cells = evaluate_cells(ctx.model, ctx.images, params, source, ctx.dataset, ctx.device, work, ctx.shard)
+        if cells is None:
+            return None
         metrics = summarise_cells(cells, ctx.clean_accuracy, params, ctx.dataset, work)
         protocol = {"source": source.kind, "official_dir": str(source.folder) if source.folder else None,
                     "cell_sources": source_record(source, params, ctx.dataset),
-                    "parameters": "cifar (make_cifar_c.py)" if size == 32 else "imagenet (make_imagenet_c.py)",
-                    "ece_bins": params.n_bins, "definitions": "docs/corruptions.md"}
+                    "parameters": "cifar (make_cifar_c.py)" if ctx.images.image_size == 32 else
+                    "imagenet (make_imagenet_c.py)", "ece_bins": params.n_bins, "definitions": "docs/corruptions.md"}
         return SuiteOutput(metrics, protocol, {"per_cell": int(cells["n"].min())})
 
     def recorded_details(self, result_dir: Path) -> dict[str, tuple[float, str]]:
@@ -160,40 +160,6 @@ def source_record(source: CellSource, params: CorruptionParams, dataset: str) ->
             for name in params.corruptions}
 
 
-class CleanImages:
-    """The clean test images as uint8 batches with their dataset index: from memory (CIFAR, synthetic) or
-    from a loader of [0, 1] floats (ImageNet's 224-pixel evaluation transform), converted back exactly."""
-
-    def __init__(self, count: int, batches: Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]],
-                 labels: torch.Tensor | None = None) -> None:
-        self.count = count
-        self._batches = batches
-        self.labels = labels  # in dataset order, when known without a pass over the images
-
-    def __len__(self) -> int:
-        return self.count
-
-    def batches(self, batch_size: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
-        start = 0
-        for images, labels in self._batches(batch_size):
-            yield start, images, labels
-            start += len(labels)
-
-    @classmethod
-    def from_dataset(cls, test: ImageDataset) -> "CleanImages":
-        def batches(batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            for start in range(0, len(test), batch_size):
-                yield test.images[start:start + batch_size], test.labels[start:start + batch_size]
-        return cls(len(test), batches, test.labels)
-
-    @classmethod
-    def from_loader(cls, loader, count: int) -> "CleanImages":
-        def batches(batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            for inputs, labels in loader.epoch(0):
-                yield torch.round(inputs * 255).to(torch.uint8), labels
-        return cls(count, batches)
-
-
 @torch.no_grad()
 def cell_logits(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], device: torch.device
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,47 +174,55 @@ def cell_logits(model: nn.Module, batches: Iterator[tuple[torch.Tensor, torch.Te
     return logits, torch.cat(all_labels)
 
 
-def generated_cell(clean: CleanImages, name: str, severity: int, seed: int, batch_size: int, device: torch.device
-               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    for start, images, labels in clean.batches(batch_size):
+def generated_cell(clean: TestImages, name: str, severity: int, seed: int, batch_size: int, device: torch.device
+                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The (corrupted uint8 images, labels) batches of one cell: image at position p seeded by (seed, p)."""
+    for start, images, labels in clean.all_batches(batch_size):
         yield corrupt(images.to(device), name, severity, seed=seed, first_index=start), labels
 
 
-def _official_npy(folder: Path, name: str, severity: int, limit: int, batch_size: int
+def _official_npy(folder: Path, name: str, severity: int, indices: list[int], batch_size: int
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    images, labels = read_severity_block(folder, name, severity, limit)
-    for start in range(0, len(labels), batch_size):
-        yield images[start:start + batch_size], labels[start:start + batch_size]
+    """The cell's images at the evaluated test-set ``indices`` (a prefix, or a named selection)."""
+    images, labels = read_severity_block(folder, name, severity, max(indices) + 1 if indices else 0)
+    chosen = torch.as_tensor(indices, dtype=torch.int64)
+    chosen = chosen[chosen < len(labels)]  # a short file yields fewer images: _check_official_cell refuses it
+    for start in range(0, len(chosen), batch_size):
+        rows = chosen[start:start + batch_size]
+        yield images[rows], labels[rows]
 
 
-def _official_imagenet(folder: Path, name: str, severity: int, limit: int, batch_size: int
+def _official_imagenet(folder: Path, name: str, severity: int, indices: list[int], batch_size: int
                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The cell's images at the evaluated validation ``indices``, decoded by DataLoader workers."""
     from torchvision import datasets, transforms
 
     images = datasets.ImageFolder(str(imagenet_c_folder(folder, name, severity)), transform=transforms.PILToTensor())
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(images, range(min(limit, len(images)))),
-                                         batch_size=batch_size, num_workers=min(8, os.cpu_count() or 1))
+    available = [index for index in indices if index < len(images)]
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(images, available), batch_size=batch_size,
+                                         num_workers=min(8, os.cpu_count() or 1))
     yield from loader
 
 
-def evaluate_cells(model: nn.Module, clean: CleanImages, params, source: CellSource, dataset: str,
-                   device: torch.device, work_dir: Path) -> pd.DataFrame:
-    """Evaluate each requested cell not yet in ``work_dir/cells.csv``; returns all cells."""
+def evaluate_cells(model: nn.Module, clean: TestImages, params, source: CellSource, dataset: str,
+                   device: torch.device, work_dir: Path, shard: Shard = SINGLE) -> pd.DataFrame | None:
+    """Evaluate this process's requested cells not yet in ``work_dir/cells.csv``; returns all requested cells, or
+    None in a process that does not summarise."""
     for name in params.corruptions:
         check_corruption(name)
-    table = DurableTable(work_dir / "cells.csv", CELL_COLUMNS)
+    table = ShardTable(work_dir, "cells.csv", CELL_COLUMNS, shard, key=("corruption", "severity"))
     finished = {(name, int(severity)) for name, severity in table.keys("corruption", "severity")}
-    todo = [(name, severity) for name in params.corruptions for severity in params.severities
-            if (name, severity) not in finished]
+    cells = [(name, severity) for name in params.corruptions for severity in params.severities]
+    todo = shard.todo(cells, lambda cell: cell in finished, "corruption cells")
     show = os.environ.get("ROBUSTKD_PROGRESS", "1") != "0"
     model.eval()
     for name, severity in tqdm(todo, desc="corruption cells", unit="cell", disable=not show):
         if source.kind == "generated":
             batches = generated_cell(clean, name, severity, params.seed, params.batch_size, device)
         elif dataset == "imagenet":
-            batches = _official_imagenet(source.folder, name, severity, len(clean), params.batch_size)
+            batches = _official_imagenet(source.folder, name, severity, clean.indices, params.batch_size)
         else:
-            batches = _official_npy(source.folder, name, severity, len(clean), params.batch_size)
+            batches = _official_npy(source.folder, name, severity, clean.indices, params.batch_size)
         logits, labels = cell_logits(model, batches, device)
         if source.kind == "official":
             _check_official_cell(source, name, len(clean), clean.labels, labels)
@@ -256,9 +230,13 @@ def evaluate_cells(model: nn.Module, clean: CleanImages, params, source: CellSou
         row = [name, severity, len(labels), f"{calibration.accuracy:.6f}", f"{calibration.ece:.6f}",
                f"{calibration.nll:.6f}", source.kind]
         table.append([row])
-    cells = table.read()
-    wanted = {(name, severity) for name in params.corruptions for severity in params.severities}
-    return cells[[(c, int(s)) in wanted for c, s in zip(cells["corruption"], cells["severity"])]]
+    shard.wait_for_all()
+    if not shard.summarises:
+        return None
+    order = {cell: number for number, cell in enumerate(cells)}
+    rows = table.consolidate(lambda rows: pd.Series([order.get((c, int(v)), len(order)) for c, v in
+                                                     zip(rows["corruption"], rows["severity"])], index=rows.index))
+    return rows[[(c, int(v)) in order for c, v in zip(rows["corruption"], rows["severity"])]]
 
 
 def _check_official_cell(source: CellSource, name: str, expected: int, clean_labels: torch.Tensor | None,

@@ -14,8 +14,6 @@ import torch  # noqa: E402
 
 from robustkd.errors import RobustKDError  # noqa: E402
 from robustkd.evaluate.context import SuiteContext  # noqa: E402
-from robustkd.evaluate.finite import NonFiniteOutputError  # noqa: E402
-from robustkd.evaluate.predictions import collect_logits  # noqa: E402
 from robustkd.evaluate.relations import relation_fidelity  # noqa: E402
 from robustkd.evaluate.suite import Metric, Need, Plot, Suite, SuiteOutput, register_suite  # noqa: E402
 from robustkd.evaluate.suite_params import param  # noqa: E402
@@ -49,12 +47,9 @@ class RelationsSuite(Suite[RelationsParams]):
     position = 60
 
     def run(self, ctx: SuiteContext, params: RelationsParams, work: Path) -> SuiteOutput:
-        try:
-            teacher_logits, teacher_labels = collect_logits(ctx.teacher, ctx.test_loader, ctx.num_classes)
-        except NonFiniteOutputError as exc:
-            raise NonFiniteOutputError(f"(the teacher) {exc}") from None
-        if not torch.equal(teacher_labels, ctx.labels):  # pragma: no cover - same loader, same order
-            raise RobustKDError("relations: teacher and student saw different test images")
+        teacher_logits = ctx.teacher_logits
+        if teacher_logits is None:  # pragma: no cover - the runner computes them for a suite that needs the teacher
+            raise RobustKDError("relations: the teacher's clean logits were not computed")
         metrics = run_relations(teacher_logits, ctx.logits, ctx.classes, work)
         teacher_acc = 100.0 * float(teacher_logits.argmax(1).eq(ctx.labels).double().mean())
         return SuiteOutput(metrics, {
