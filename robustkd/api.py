@@ -24,6 +24,7 @@ from typing import Any
 from torch import nn
 
 from robustkd.errors import RobustKDError
+from robustkd.evaluate.sharding import Shard
 from robustkd.evaluate.suite_file import SuiteFile
 from robustkd.jobs.distill import DistillOutcome
 from robustkd.jobs.evaluate import EvaluatedSuite
@@ -41,10 +42,15 @@ def evaluate(
     name: str | None = None, model_info: dict[str, Any] | None = None, teacher: nn.Module | str | Path | None = None,
     n_examples: int | None = None, data_dir: str | Path | None = None, allow_embedded: bool = False,
     device: str | None = None, overwrite: bool = False, skip_finished: bool = False, threads: int | None = None,
-    announce: Callable[[str], None] = print,
+    announce: Callable[[str], None] = print, selection: str = "all", shard: str | Shard | None = None,
+    workers: int | None = None,
 ) -> list[EvaluatedSuite]:
     """Run ``suites`` on a checkpoint (path, or a list of paths) or on any ``nn.Module`` and record every result
     in ``db`` (default ``<out>/robustkd.db``; ``record=False``: folders only).
+
+    ``selection``: all, robustbench5000 or every100 (robustkd/data/selections.py); ``shard``: ``"K/N"`` for one
+    of N scheduler jobs (then ``robustkd results merge``); under torchrun every rank calls this and the ranks
+    share the work (robustkd/evaluate/sharding.py); ``workers``: DataLoader processes decoding ImageNet images.
 
     A module needs ``dataset`` (its test split is what it is evaluated on) and may carry ``name`` and
     ``model_info`` (architecture, method, seed, ...); its identity in the database is the SHA-256 of its state
@@ -54,6 +60,8 @@ def evaluate(
     from robustkd.jobs.evaluate import Recording, evaluate_checkpoints, evaluate_module
 
     recording = Recording.under(Path(out), None if db is None else Path(db), enabled=record)
+    scale = {"selection": selection, "shard": Shard.parse(shard) if isinstance(shard, str) else shard,
+             "workers": workers}
     if isinstance(model_or_checkpoint, nn.Module):
         if dataset is None:
             raise RobustKDError("evaluate: a module needs dataset= (cifar100, cifar10, imagenet or synthetic)")
@@ -62,7 +70,7 @@ def evaluate(
         return evaluate_module(model_or_checkpoint, suites, dataset=dataset, name=name, model_info=model_info,
                                out=Path(out), recording=recording, teacher=teacher, n_examples=n_examples,
                                data_dir=data_dir, allow_embedded=allow_embedded, device=device, overwrite=overwrite,
-                               skip_finished=skip_finished, threads=threads, announce=announce)
+                               skip_finished=skip_finished, threads=threads, announce=announce, **scale)
     if isinstance(model_or_checkpoint, (str, Path)):
         paths = [Path(model_or_checkpoint)]
     elif isinstance(model_or_checkpoint, (list, tuple)) and model_or_checkpoint and all(
@@ -83,7 +91,7 @@ def evaluate(
     return evaluate_checkpoints(paths, suites, out=Path(out), recording=recording,
                                 teacher=None if teacher is None else Path(teacher), n_examples=n_examples,
                                 data_dir=data_dir, allow_embedded=allow_embedded, device=device, overwrite=overwrite,
-                                skip_finished=skip_finished, threads=threads, announce=announce)
+                                skip_finished=skip_finished, threads=threads, announce=announce, **scale)
 
 
 def train(*, run_dir: str | Path | None = None, config: str | Path | None = None, skip_finished: bool = False,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -31,18 +32,20 @@ def _batch_file(folder: Path, number: int) -> Path:
 
 
 @torch.no_grad()
-def _batch_logits(model: nn.Module, images: TestImages, number: int, batch_size: int, device: torch.device,
-                  what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    start = number * batch_size
-    pixels, labels = images.take(range(start, min(start + batch_size, len(images))))
-    logits = checked_logits(model, as_inputs(pixels, device), images.num_classes)
-    raise_if_nonfinite(int(nonfinite_count(logits)), logits.numel(), f"on {len(logits)} {what}")
-    return logits, labels.cpu().long()
+def _logits_of_batches(model: nn.Module, images: TestImages, numbers: list[int], batch_size: int, num_classes: int,
+                       device: torch.device, what: str) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(batch number, logits, labels)`` of each of ``numbers`` (ascending), decoded by one loader: the positions
+    of the batches joined keep the batch boundaries, since only the last batch of all can be short."""
+    positions = [p for number in numbers for p in range(number * batch_size, min((number + 1) * batch_size, len(images)))]
+    for number, (pixels, labels) in zip(numbers, images.batches(positions, batch_size)):
+        logits = checked_logits(model, as_inputs(pixels, device), num_classes)
+        raise_if_nonfinite(int(nonfinite_count(logits)), logits.numel(), f"on {len(logits)} {what}")
+        yield number, logits, labels.cpu().long()
 
 
 @torch.no_grad()
-def clean_pass(model: nn.Module, images: TestImages, batch_size: int, device: torch.device, shard: Shard,
-               folder: Path, *, need_all: bool = False, what: str = "clean test images"
+def clean_pass(model: nn.Module, images: TestImages, batch_size: int, num_classes: int, device: torch.device,
+               shard: Shard, folder: Path, *, need_all: bool = False, what: str = "clean test images"
                ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(N, C) float32 logits and (N,) labels (CPU, position order), or None for a ``--shard`` job that has done
     its batches and does not need the rest (``need_all`` False). Inputs outside [0, 1], wrongly shaped outputs
@@ -50,7 +53,8 @@ def clean_pass(model: nn.Module, images: TestImages, batch_size: int, device: to
     model.eval()
     count = math.ceil(len(images) / batch_size)
     if shard.mode is ShardMode.SINGLE:
-        parts = [_batch_logits(model, images, number, batch_size, device, what) for number in range(count)]
+        parts = [(logits, labels) for _, logits, labels in
+                 _logits_of_batches(model, images, list(range(count)), batch_size, num_classes, device, what)]
         return _joined(parts, images)
     if shard.prepares_work or shard.mode is ShardMode.JOB:
         folder.mkdir(parents=True, exist_ok=True)
@@ -61,8 +65,7 @@ def clean_pass(model: nn.Module, images: TestImages, batch_size: int, device: to
     mine = shard.todo(numbers, lambda number: number in finished, f"clean-pass batches of {what}")
     if shard.mode is ShardMode.JOB and need_all:
         mine = [number for number in numbers if number not in finished]
-    for number in mine:
-        logits, labels = _batch_logits(model, images, number, batch_size, device, what)
+    for number, logits, labels in _logits_of_batches(model, images, mine, batch_size, num_classes, device, what):
         with atomic_path(_batch_file(folder, number)) as tmp:
             save_safetensors({"logits": logits.contiguous(), "labels": labels.contiguous()}, tmp)
     shard.wait_for_all()

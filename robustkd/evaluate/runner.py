@@ -181,7 +181,8 @@ def test_images(dataset: str, data_dir: Path, *, allow_embedded: bool, selection
     if memory is not None:
         return MemoryImages(memory, chosen), n_examples
     preprocessing = EvalPreprocessing.from_record(model_info.get("preprocessing"))
-    return FolderImages(folder, preprocessing, chosen, workers=workers, pin_memory=device.type == "cuda"), n_examples
+    return FolderImages(folder, preprocessing, chosen, num_classes=dataset_info(dataset).num_classes, workers=workers,
+                        pin_memory=device.type == "cuda"), n_examples
 
 
 def _evaluate_model(
@@ -216,12 +217,13 @@ def _evaluate_model(
     pass_key = _clean_pass_key(model_info, images, batch)
     passes = [Path(out_root) / name / f".clean-pass-{pass_key}"]
     try:
-        clean = clean_pass(model, images, batch, device, shard, passes[0], need_all=Need.CLEAN_LOGITS in needs)
+        clean = clean_pass(model, images, batch, info.num_classes, device, shard, passes[0],
+                           need_all=Need.CLEAN_LOGITS in needs)
         teacher_logits = None
         if teacher is not None and Need.TEACHER in needs:
             teacher = teacher.to(device).eval()
             passes.append(Path(out_root) / name / f".teacher-pass-{pass_key}-{_teacher_key(teacher_info)}")
-            teacher_pass = clean_pass(teacher, images, batch, device, shard, passes[1], what="clean test images "
+            teacher_pass = clean_pass(teacher, images, batch, info.num_classes, device, shard, passes[1], what="clean test images "
                                       "(the teacher)")
             teacher_logits = teacher_pass[0] if teacher_pass is not None else None
     except NonFiniteOutputError as exc:

@@ -30,7 +30,10 @@ class ShardTable:
         self.folder, self.name, self.columns, self.key, self.sep = Path(folder), name, list(columns), list(key), sep
         stem, dot, extension = name.rpartition(".")
         self._stem, self._extension = stem, dot + extension
-        self.own = DurableTable(self.folder / f"{stem}{shard.suffix}{self._extension}", columns, sep)
+        self._own_path = self.folder / f"{stem}{shard.suffix}{self._extension}"
+        self._own: DurableTable | None = None
+        if self._own_path.is_file():  # cut a line torn by a kill before anything reads the table
+            self._own = DurableTable(self._own_path, columns, sep)
 
     def files(self) -> list[Path]:
         plain = self.folder / self.name
@@ -39,8 +42,10 @@ class ShardTable:
 
     def read(self) -> pd.DataFrame:
         """Every complete row of every file, once per key."""
-        frames = [self._read_complete(path) for path in self.files()]
-        rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=self.columns)
+        frames = [frame for frame in (self._read_complete(path) for path in self.files()) if len(frame)]
+        if not frames:
+            return pd.read_csv(io.StringIO(self.sep.join(self.columns) + "\n"), sep=self.sep)
+        rows = pd.concat(frames, ignore_index=True)
         return rows.drop_duplicates(subset=self.key, keep="first").reset_index(drop=True)
 
     def keys(self, *columns: str) -> set[tuple[Any, ...]]:
@@ -48,7 +53,10 @@ class ShardTable:
         return set(zip(*(rows[column].tolist() for column in columns)))
 
     def append(self, rows: Sequence[Sequence[Any]]) -> None:
-        self.own.append(rows)
+        """Append complete rows to this process's own file (created on the first append), then fsync."""
+        if self._own is None:
+            self._own = DurableTable(self._own_path, self.columns, self.sep)
+        self._own.append(rows)
 
     def consolidate(self, order: Callable[[pd.DataFrame], pd.Series]) -> pd.DataFrame:
         """Write the union as the plain table sorted by ``order(rows)`` (a sortable key per row), remove the

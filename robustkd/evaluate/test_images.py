@@ -19,6 +19,7 @@ from torchvision import datasets, transforms
 
 from robustkd.data.dataset import ImageDataset
 from robustkd.data.imagenet import EvalPreprocessing
+from robustkd.errors import RobustKDError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -94,7 +95,11 @@ class _Decoded(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Batch:
         path, label = self.samples[index]
-        return self.transform(self.loader(path).convert("RGB")), label
+        try:
+            image = self.loader(path).convert("RGB")
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL's UnidentifiedImageError is an OSError
+            raise RobustKDError(f"{path}: not a readable image ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        return self.transform(image), label
 
 
 class FolderImages(TestImages):
@@ -102,11 +107,13 @@ class FolderImages(TestImages):
     one per core) into pinned memory when ``pin_memory``."""
 
     def __init__(self, folder: datasets.ImageFolder, preprocessing: EvalPreprocessing, indices: Sequence[int] | None,
-                 *, workers: int | None = None, pin_memory: bool = False) -> None:
+                 *, num_classes: int = 1000, workers: int | None = None, pin_memory: bool = False) -> None:
         self.decoded = _Decoded(folder, preprocessing)
         self.indices = list(range(len(folder.samples))) if indices is None else list(indices)
         self.labels = torch.tensor([folder.samples[i][1] for i in self.indices], dtype=torch.int64)
-        self.classes = tuple(folder.classes)
+        # the folder's class names when it holds every class, else the model's output indices
+        self.classes = tuple(folder.classes) if len(folder.classes) == num_classes else \
+            tuple(str(i) for i in range(num_classes))
         self.description = f"{folder.root} ({preprocessing.describe()})"
         self.image_size = preprocessing.input_size
         self.workers = min(8, os.cpu_count() or 1) if workers is None else workers
@@ -117,4 +124,15 @@ class FolderImages(TestImages):
         several = len(chosen) > batch_size  # one batch decodes in this process (no workers to start)
         loader = DataLoader(Subset(self.decoded, chosen), batch_size=batch_size, shuffle=False,
                             num_workers=self.workers if several else 0, pin_memory=self.pin_memory)
-        yield from loader
+        try:
+            yield from loader
+        except RobustKDError as exc:  # raised in a worker: DataLoader re-raises it with the worker's traceback
+            raise RobustKDError(_worker_message(str(exc))) from None
+
+
+def _worker_message(text: str) -> str:
+    """The original one-line message of an error a DataLoader worker raised (the last traceback line)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else text
+    prefix = "RobustKDError: "
+    return last.split(prefix, 1)[1] if prefix in last else last

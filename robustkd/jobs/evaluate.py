@@ -155,7 +155,6 @@ def evaluate_checkpoints(
     selection = Selection.parse(selection)
     _check_options(n_examples, overwrite, skip_finished, recording, workers)
     shard, resolved = evaluation_shard(shard, device)
-    recording = recording if shard.summarises else Recording(None)
     teacher_checkpoint = load_checkpoint(teacher, resolved) if teacher else None
     for path in checkpoints:  # every sidecar read (and matched to the teacher) before any suite runs
         meta, _ = read_sidecar(path)
@@ -228,7 +227,6 @@ def evaluate_module(
     selection = Selection.parse(selection)
     _check_options(n_examples, overwrite, skip_finished, recording, workers)
     shard, resolved = evaluation_shard(shard, device)
-    recording = recording if shard.summarises else Recording(None)
     check_suite_inputs(suite_files, [dataset], n_examples=n_examples, data_dir=data_dir, allow_embedded=allow_embedded)
     sha = module_sha256(model)
     architecture = str((model_info or {}).get("architecture") or type(model).__name__)
@@ -303,7 +301,7 @@ def _evaluate_and_record(
         announce(f"{Path(out) / name}: {shard.label} has finished its work items; when every shard has, run "
                  "robustkd results merge with the same arguments (without --shard)")
     done = []
-    for run in runs:
+    for run in runs:  # only the summarising process has runs: it alone records
         rows = None
         if db is not None and (run.written or not is_recorded(db, run.target)):
             outcome = record_result(db, run.target)
