@@ -73,3 +73,46 @@ def test_reliability_diagram_is_written(tmp_path: Path) -> None:
     result = calibration_metrics(_two_class_logits([1.0, 0.9, 0.9, 0.65]), torch.tensor([0, 0, 1, 0]))
     plot_reliability_diagram(result, tmp_path / "reliability.png")
     assert (tmp_path / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_crossfit_folds_and_temperatures_match_an_independent_computation() -> None:
+    """Folds: the k-th image of each class (test order) in fold k % 2; each fold's images scaled by the temperature
+    that minimises the other fold's NLL (scipy's bounded scalar search on numpy's log-softmax)."""
+    import numpy as np
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    from robustkd.evaluate.temperature_fit import crossfit_folds, crossfit_temperatures
+
+    generator = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 7, (301,), generator=generator)
+    logits = 3.0 * torch.randn(301, 7, generator=generator) + 4.0 * torch.nn.functional.one_hot(labels, 7)
+    seen: dict[int, int] = {}
+    expected_folds = []
+    for label in labels.tolist():
+        expected_folds.append(seen.get(label, 0) % 2)
+        seen[label] = seen.get(label, 0) + 1
+    folds = crossfit_folds(labels)
+    assert folds.tolist() == expected_folds
+
+    def nll(temperature: float, rows: np.ndarray) -> float:
+        scaled = log_softmax(logits.numpy()[rows].astype(np.float64) / temperature, axis=1)
+        return float(-scaled[np.arange(rows.sum()), labels.numpy()[rows]].mean())
+
+    fold = np.array(expected_folds)
+    fitted = [minimize_scalar(nll, bounds=(0.05, 20.0), args=(fold == k,), method="bounded",
+                              options={"xatol": 1e-8}).x for k in (0, 1)]
+    fit = crossfit_temperatures(logits, labels)
+    assert fit.fold_temperatures == pytest.approx(tuple(fitted), rel=1e-4)
+    assert fit.fold_sizes == (int((fold == 0).sum()), int((fold == 1).sum()))
+    applied = np.where(fold == 0, fitted[1], fitted[0])  # each fold scaled by the other fold's temperature
+    assert fit.per_image.numpy() == pytest.approx(applied, rel=1e-4)
+    assert fitted[0] != pytest.approx(fitted[1], rel=1e-3)  # the test can tell the folds apart
+
+
+def test_crossfit_needs_two_images() -> None:
+    from robustkd.errors import RobustKDError
+    from robustkd.evaluate.temperature_fit import crossfit_temperatures
+
+    with pytest.raises(RobustKDError, match="at least 2 test images"):
+        crossfit_temperatures(torch.zeros(1, 3), torch.zeros(1, dtype=torch.int64))

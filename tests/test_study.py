@@ -140,7 +140,7 @@ def test_the_smoke_study_runs_every_stage_and_a_second_run_redoes_nothing(tmp_pa
     one process: the second run finds everything finished."""
     env = {**os.environ, "ROBUSTKD_NO_DOWNLOAD": "1", "ROBUSTKD_PROGRESS": "0"}
     command = [sys.executable, "-m", "robustkd.cli", "study", "run", "smoke", "--data-dir", str(tmp_path / "data")]
-    first = subprocess.run([*command, "--jobs", "2"], cwd=tmp_path, capture_output=True, text=True, env=env,
+    first = subprocess.run([*command, "--jobs", "2", "--devices", "cpu,cpu"], cwd=tmp_path, capture_output=True, text=True, env=env,
                            timeout=1200)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     results = tmp_path / "results" / "smoke"
@@ -154,7 +154,7 @@ def test_the_smoke_study_runs_every_stage_and_a_second_run_redoes_nothing(tmp_pa
     assert len(certified) == 2 and certified["n_seeds"].eq(2).all()
     logs = tmp_path / "results" / "smoke" / "logs"
     cores = os.cpu_count() or 1
-    assert f"cohorts of cohort noise: started in its own process ({max(1, cores // 2)} threads" in first.stdout
+    assert f"cohorts of cohort noise: started in its own process ({max(1, cores // 2)} threads on cpu" in first.stdout
     assert "skipped for 8 model(s) trained without Gaussian noise" in (logs / "evaluate-main.log").read_text()
     # --cohort: the shared teacher is evaluated once, by the first cohort distilled from it.
     assert "evaluate clean, calibration on 1 model(s)" in (logs / "evaluate-main.log").read_text()

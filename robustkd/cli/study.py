@@ -29,6 +29,9 @@ def register(commands: Any) -> None:
     run.add_argument("--jobs", type=int, default=1,
                      help="train and evaluate this many cohorts at once, each in its own process with its share of "
                           "the CPU cores (default 1)")
+    run.add_argument("--devices", help="comma-separated devices the --jobs processes are placed on, round-robin "
+                                       "(e.g. cuda:0,cuda:1; several processes share a device when --jobs exceeds "
+                                       "them)")
     run.set_defaults(handler=run_study)
     listing = actions.add_parser("list", help="the packaged studies with their descriptions")
     listing.set_defaults(handler=list_studies)
@@ -47,12 +50,14 @@ def run_study(args: argparse.Namespace) -> int:
     stages = select_stages(args.stage, args.only)
     if args.jobs < 1:
         raise RobustKDError(f"--jobs {args.jobs}: expected a positive integer")
+    devices = parse_devices(args.devices, args.device)
     study = load_study(args.study)
     threads = set_threads(args.threads) if args.threads is not None else None
     settings = StudySettings(runs=args.runs_dir or Path(study.runs), results=args.results_dir or Path(study.results),
-                             data_dir=resolve_data_dir(args.data_dir), device=args.device, threads=threads,
+                             data_dir=resolve_data_dir(args.data_dir), device=args.device or (devices[0] if devices else None),
+                             threads=threads,
                              seeds=parse_seeds(args.seeds) if args.seeds is not None else None,
-                             cohorts=tuple(args.cohort), jobs=args.jobs)
+                             cohorts=tuple(args.cohort), jobs=args.jobs, devices=devices)
     runner = StudyRunner(study, settings)
     if args.plan:
         print("\n".join(runner.plan_lines(stages)))
@@ -74,3 +79,19 @@ def show_study(args: argparse.Namespace) -> int:
 
     print(load_study(args.study).path.read_text(), end="")
     return 0
+
+
+def parse_devices(text: str | None, device: str | None) -> tuple[str, ...]:
+    """``--devices cuda:0,cuda:1``: each checked as ``--device`` is (a device this machine has), before any work."""
+    from robustkd.utils.device import resolve_device
+
+    if text is None:
+        return ()
+    if device is not None:
+        raise RobustKDError("--device and --devices: give one (--devices places the --jobs processes)")
+    names = [name.strip() for name in text.split(",")]
+    if not names or any(not name for name in names):
+        raise RobustKDError(f"--devices {text}: expected comma-separated devices (e.g. cuda:0,cuda:1 or cpu)")
+    for name in names:
+        resolve_device(name)
+    return tuple(names)

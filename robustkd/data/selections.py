@@ -14,7 +14,7 @@ result folder's name carry it), so a number on a subset is never shown as a full
 from __future__ import annotations
 
 import enum
-from importlib import resources
+import importlib.util
 from pathlib import Path
 from typing import Sequence
 
@@ -41,9 +41,13 @@ class Selection(str, enum.Enum):
 
 def robustbench_image_ids() -> list[str]:
     """The 5,000 ``<wnid>/<file>`` ids robustbench ships, in its file's order."""
+    spec = importlib.util.find_spec("robustbench")  # located, not imported (its __init__ imports autoattack)
     try:
-        text = resources.files("robustbench").joinpath("helper_files/imagenet_test_image_ids.txt").read_text()
-    except (ModuleNotFoundError, FileNotFoundError):
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError("robustbench")
+        folder = Path(list(spec.submodule_search_locations)[0])
+        text = (folder / "helper_files" / "imagenet_test_image_ids.txt").read_text()
+    except OSError:
         raise RobustKDError("--selection robustbench5000: the robustbench package (and its "
                             "helper_files/imagenet_test_image_ids.txt) is not installed") from None
     return [line.strip() for line in text.splitlines() if line.strip()]

@@ -173,8 +173,9 @@ def test_images(dataset: str, data_dir: Path, *, allow_embedded: bool, selection
     chosen = selection_indices(selection, dataset, total, paths)
     size = total if chosen is None else len(chosen)
     if n_examples is not None and n_examples >= size:
-        print(f"evaluate: --n-examples {n_examples} covers the whole {selection.value} {dataset} test set "
-              f"({size} images); recorded as {'the full test set' if selection is Selection.ALL else 'the selection'}")
+        whole = f"{dataset} test set" if selection is Selection.ALL else f"{selection.value} selection of the {dataset} test set"
+        print(f"evaluate: --n-examples {n_examples} covers the whole {whole} ({size} images); recorded as "
+              f"{'the full test set' if selection is Selection.ALL else 'the selection'}")
         n_examples = None
     if n_examples is not None:
         chosen = (chosen if chosen is not None else list(range(total)))[:n_examples]

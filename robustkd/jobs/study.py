@@ -46,6 +46,7 @@ class StudySettings:
     seeds: list[int] | None = None
     cohorts: tuple[str, ...] = ()  # evaluate/train only these cohorts (and their teachers); () = every cohort
     jobs: int = 1  # cohorts trained / evaluated at once, each in its own process with its share of the cores
+    devices: tuple[str, ...] = ()  # devices the cohort processes are placed on, round-robin; () = ``device``
 
 
 def select_stages(stage: str | None, only: str | None) -> list[str]:
@@ -246,7 +247,8 @@ class StudyRunner:
     def _run_in_processes(self, stage: str) -> None:
         """``stage`` for each selected cohort in a process of its own (``--only STAGE --cohort NAME``), at most
         ``jobs`` at once, each with ``share_environment(jobs)`` (its share of the cores, passive OpenMP waiting:
-        docs/benchmarks.md); output in ``<results>/logs/<stage>-<cohort>.log``."""
+        docs/benchmarks.md) and the next of ``devices`` (round-robin: several processes share a device when
+        ``jobs`` exceeds them); output in ``<results>/logs/<stage>-<cohort>.log``."""
         import subprocess
         import sys
         import time
@@ -260,20 +262,23 @@ class StudyRunner:
         queue = [cohort.name for cohort in self.cohorts()]
         running: dict[str, tuple[subprocess.Popen, Path]] = {}
         failed = []
+        started = 0
         while queue or running:
             while queue and len(running) < settings.jobs:
                 name = queue.pop(0)
+                device = settings.devices[started % len(settings.devices)] if settings.devices else settings.device
+                started += 1
                 command = [sys.executable, "-m", "robustkd.cli", "study", "run", str(self.study.path), "--only", stage,
                            "--cohort", name, "--runs-dir", str(settings.runs), "--results-dir", str(settings.results),
                            "--data-dir", str(settings.data_dir)]
-                command += ["--device", settings.device] if settings.device else []
+                command += ["--device", device] if device else []
                 command += ["--seeds", ",".join(map(str, settings.seeds))] if settings.seeds else []
                 log = logs / f"{stage}-{name}.log"
                 with open(log, "w") as handle:
                     running[name] = (subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT,
                                                       env=environment), log)
                 self.announce(f"  {stage} of cohort {name}: started in its own process "
-                              f"({environment['OMP_NUM_THREADS']} threads; log {log})")
+                              f"({environment['OMP_NUM_THREADS']} threads{f' on {device}' if device else ''}; log {log})")
             for name, (process, log) in list(running.items()):
                 if process.poll() is not None:
                     del running[name]
