@@ -1,5 +1,8 @@
 """Test settings: no downloads, no progress bars, two threads; tests never need ../shared or a GPU.
 
+``ROBUSTKD_DATA`` is removed so that no test reads a user's data by accident; the tests of real-data results
+read it back as ``ROBUSTKD_TEST_REAL_DATA`` (``real_data_dir()``), else ``./data``.
+
 ``ROBUSTKD_TEST_DEVICE`` (default ``cpu``) is the device of the ``test_device`` fixture, for the tests that
 take one (benchmarks/run_gpu_checks.sh sets ``cuda``); the CLI's ``--device auto`` picks CUDA by itself."""
 
@@ -9,6 +12,9 @@ import os
 
 os.environ["ROBUSTKD_NO_DOWNLOAD"] = "1"
 os.environ["ROBUSTKD_PROGRESS"] = "0"
+# The tests of real-data results (the committed checkpoints' accuracy) still find a data folder the user named.
+if os.environ.get("ROBUSTKD_DATA"):
+    os.environ.setdefault("ROBUSTKD_TEST_REAL_DATA", os.environ["ROBUSTKD_DATA"])
 os.environ.pop("ROBUSTKD_DATA", None)
 
 from pathlib import Path  # noqa: E402
@@ -42,3 +48,12 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert main(["train", "--model", "resnet8", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "50",
                  "--lr", "0.05", "--milestones", "2", "--run-dir", str(run)]) == 0
     return run
+
+
+def real_data_dir() -> Path:
+    """The folder holding the real datasets: ``$ROBUSTKD_DATA`` as the user set it, else ``./data``."""
+    from robustkd.data import resolve_data_dir
+
+    named = os.environ.get("ROBUSTKD_TEST_REAL_DATA")
+    return Path(named) if named else resolve_data_dir(None)
+

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from robustkd.checkpoint import load_checkpoint
-from robustkd.data import make_loader, resolve_data_dir
+from robustkd.data import make_loader
 from robustkd.data.cifar import CIFAR_SPECS
 from robustkd.evaluate.predictions import collect_logits
+
+from conftest import real_data_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REGISTRY = json.loads((REPO / "checkpoints" / "registry.json").read_text())
@@ -20,7 +22,7 @@ COMMITTED = [entry for entry in REGISTRY["checkpoints"] if entry.get("path")]
 
 
 def _cifar_present(name: str) -> bool:
-    return (resolve_data_dir(None) / CIFAR_SPECS[name].folder).is_dir()
+    return (real_data_dir() / CIFAR_SPECS[name].folder).is_dir()
 
 
 def test_every_committed_entry_names_its_recipe_and_data() -> None:
@@ -39,9 +41,9 @@ def test_committed_checkpoint_loads_with_its_recorded_hash(entry: dict) -> None:
 @pytest.mark.parametrize("entry", COMMITTED, ids=[entry["name"] for entry in COMMITTED])
 def test_committed_checkpoint_reproduces_its_recorded_accuracy(entry: dict) -> None:
     if not _cifar_present(entry["dataset"]):
-        pytest.skip(f"the real {entry['dataset']} test set is not under {resolve_data_dir(None)}")
+        pytest.skip(f"the real {entry['dataset']} test set is not under {real_data_dir()} (set ROBUSTKD_DATA)")
     checkpoint = load_checkpoint(REPO / entry["path"])
-    loader = make_loader(entry["dataset"], "test", resolve_data_dir(None), 500, torch.device("cpu"), train=False)
+    loader = make_loader(entry["dataset"], "test", real_data_dir(), 500, torch.device("cpu"), train=False)
     logits, labels = collect_logits(checkpoint.model, loader, checkpoint.meta["num_classes"])
     top5 = logits.topk(5, dim=1).indices.eq(labels[:, None])
     assert len(labels) == 10_000

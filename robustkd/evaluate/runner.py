@@ -230,7 +230,7 @@ def _evaluate_model(
     except NonFiniteOutputError as exc:
         raise RobustKDError(f"evaluate: {name} ({', '.join(suite.name for suite, _ in todo)}): {exc}; "
                             f"nothing was recorded") from None
-    logits, labels = clean if clean is not None else (torch.empty(0, info.num_classes), images.labels)
+    logits, labels = clean if clean is not None else (torch.empty(0, info.num_classes, device=images.labels.device), images.labels)
     context = SuiteContext(model=model, dataset=dataset, images=images, logits=logits, labels=labels, device=device,
                            data_dir=data_dir, model_info=model_info, allow_embedded=allow_embedded,
                            num_classes=info.num_classes, teacher=teacher, teacher_info=teacher_info or {},

@@ -27,7 +27,7 @@ def crossfit_folds(labels: torch.Tensor) -> torch.Tensor:
     order = torch.argsort(labels, stable=True)
     sorted_labels = labels[order]
     first_of_class = torch.searchsorted(sorted_labels, sorted_labels, side="left")
-    rank_in_class = torch.arange(len(labels)) - first_of_class
+    rank_in_class = torch.arange(len(labels), device=labels.device) - first_of_class
     folds = torch.empty_like(labels)
     folds[order] = rank_in_class % 2
     return folds
@@ -49,7 +49,7 @@ def crossfit_temperatures(logits: torch.Tensor, labels: torch.Tensor) -> CrossFi
         raise RobustKDError(f"calibration: a cross-fitted temperature needs at least 2 test images, got {len(labels)}")
     folds = crossfit_folds(labels)
     fitted = tuple(fit_temperature(logits[folds == fold], labels[folds == fold]) for fold in (0, 1))
-    per_image = torch.where(folds == 0, torch.tensor(fitted[1], dtype=torch.float64),
-                            torch.tensor(fitted[0], dtype=torch.float64))
+    per_image = torch.where(folds == 0, torch.tensor(fitted[1], dtype=torch.float64, device=folds.device),
+                            torch.tensor(fitted[0], dtype=torch.float64, device=folds.device))
     sizes = (int((folds == 0).sum()), int((folds == 1).sum()))
     return CrossFit(per_image, (float(fitted[0]), float(fitted[1])), sizes)

@@ -68,14 +68,14 @@ class MemoryImages(TestImages):
     def __init__(self, dataset: ImageDataset, indices: Sequence[int] | None = None) -> None:
         self.dataset = dataset
         self.indices = list(range(len(dataset))) if indices is None else list(indices)
-        self._index = torch.tensor(self.indices, dtype=torch.int64)
+        self._index = torch.tensor(self.indices, dtype=torch.int64, device=dataset.labels.device)
         self.labels = dataset.labels[self._index]
         self.classes = dataset.classes
         self.description = dataset.source
         self.image_size = int(dataset.images.shape[-1])
 
     def batches(self, positions: Sequence[int], batch_size: int) -> Iterator[Batch]:
-        chosen = self._index[torch.as_tensor(list(positions), dtype=torch.int64)]
+        chosen = self._index[torch.as_tensor(list(positions), dtype=torch.int64, device=self._index.device)]
         for start in range(0, len(chosen), batch_size):
             rows = chosen[start:start + batch_size]
             yield self.dataset.images[rows], self.dataset.labels[rows]
@@ -110,7 +110,8 @@ class FolderImages(TestImages):
                  *, num_classes: int = 1000, workers: int | None = None, pin_memory: bool = False) -> None:
         self.decoded = _Decoded(folder, preprocessing)
         self.indices = list(range(len(folder.samples))) if indices is None else list(indices)
-        self.labels = torch.tensor([folder.samples[i][1] for i in self.indices], dtype=torch.int64)
+        self.labels = torch.tensor([folder.samples[i][1] for i in self.indices], dtype=torch.int64,
+                                   device="cpu")  # the loader's labels are CPU tensors too
         # the folder's class names when it holds every class, else the model's output indices
         self.classes = tuple(folder.classes) if len(folder.classes) == num_classes else \
             tuple(str(i) for i in range(num_classes))

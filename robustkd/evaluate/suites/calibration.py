@@ -105,7 +105,8 @@ def fitted_temperature(ctx: SuiteContext, params) -> FittedTemperature:
             len(ctx.labels), f"{first:.3f} / {second:.3f}")
     held_logits, held_labels = holdout_logits(ctx, params)
     temperature = fit_temperature(held_logits, held_labels)
-    return FittedTemperature(torch.full((len(ctx.labels),), temperature, dtype=torch.float64),
+    return FittedTemperature(torch.full((len(ctx.labels),), temperature, dtype=torch.float64,
+                                        device=ctx.logits.device),
                              {"temperature": temperature},
                              {"temperature_fit": f"last {len(held_labels)} training images, not trained on"},
                              len(held_labels), f"{temperature:.3f}")

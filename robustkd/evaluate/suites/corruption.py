@@ -185,7 +185,7 @@ def _official_npy(folder: Path, name: str, severity: int, indices: list[int], ba
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The cell's images at the evaluated test-set ``indices`` (a prefix, or a named selection)."""
     images, labels = read_severity_block(folder, name, severity, max(indices) + 1 if indices else 0)
-    chosen = torch.as_tensor(indices, dtype=torch.int64)
+    chosen = torch.as_tensor(indices, dtype=torch.int64, device=labels.device)  # indices into the file's rows
     chosen = chosen[chosen < len(labels)]  # a short file yields fewer images: _check_official_cell refuses it
     for start in range(0, len(chosen), batch_size):
         rows = chosen[start:start + batch_size]
