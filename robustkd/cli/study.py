@@ -43,7 +43,7 @@ def register(commands: Any) -> None:
 def run_study(args: argparse.Namespace) -> int:
     from robustkd.data import resolve_data_dir
     from robustkd.distill.cohort_spec import parse_seeds
-    from robustkd.jobs.study import StudyRunner, StudySettings, select_stages
+    from robustkd.jobs.study import StudyRunner, StudySettings, parse_devices, select_stages
     from robustkd.jobs.study_file import load_study
     from robustkd.utils.threads import set_threads
 
@@ -80,18 +80,3 @@ def show_study(args: argparse.Namespace) -> int:
     print(load_study(args.study).path.read_text(), end="")
     return 0
 
-
-def parse_devices(text: str | None, device: str | None) -> tuple[str, ...]:
-    """``--devices cuda:0,cuda:1``: each checked as ``--device`` is (a device this machine has), before any work."""
-    from robustkd.utils.device import resolve_device
-
-    if text is None:
-        return ()
-    if device is not None:
-        raise RobustKDError("--device and --devices: give one (--devices places the --jobs processes)")
-    names = [name.strip() for name in text.split(",")]
-    if not names or any(not name for name in names):
-        raise RobustKDError(f"--devices {text}: expected comma-separated devices (e.g. cuda:0,cuda:1 or cpu)")
-    for name in names:
-        resolve_device(name)
-    return tuple(names)

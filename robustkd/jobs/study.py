@@ -49,6 +49,22 @@ class StudySettings:
     devices: tuple[str, ...] = ()  # devices the cohort processes are placed on, round-robin; () = ``device``
 
 
+def parse_devices(text: str | None, device: str | None) -> tuple[str, ...]:
+    """``--devices cuda:0,cuda:1``: each checked as ``--device`` is (a device this machine has), before any work."""
+    from robustkd.utils.device import resolve_device
+
+    if text is None:
+        return ()
+    if device is not None:
+        raise RobustKDError("--device and --devices: give one (--devices places the --jobs processes)")
+    names = [name.strip() for name in text.split(",")]
+    if not names or any(not name for name in names):
+        raise RobustKDError(f"--devices {text}: expected comma-separated devices (e.g. cuda:0,cuda:1 or cpu)")
+    for name in names:
+        resolve_device(name)
+    return tuple(names)
+
+
 def select_stages(stage: str | None, only: str | None) -> list[str]:
     """``--stage S``: every stage up to S; ``--only S``: S alone; neither: every stage."""
     if stage is not None and only is not None:
