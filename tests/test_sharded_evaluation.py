@@ -247,3 +247,17 @@ def test_a_rank_that_fails_ends_the_run_with_one_error_line_and_nothing_recorded
     assert errors and all("ILSVRC2012_val_zzz_broken.JPEG" in line and "not a readable image" in line for line in errors)
     assert not (tmp_path / "out" / "robustkd.db").exists() or _rows(tmp_path / "out") == []
     assert not list((tmp_path / "out").glob("*/clean"))
+
+
+def test_ranks_that_do_not_share_the_result_folder_are_refused(checkpoint: Path, tmp_path: Path) -> None:
+    """Rank 1 writes to another folder than rank 0 (as on two nodes without a shared file system): one line."""
+    script = tmp_path / "split.py"
+    script.write_text(
+        "import os, sys\n"
+        "from robustkd.cli import main\n"
+        "out = sys.argv[1] + '-rank' + os.environ['RANK']\n"
+        "sys.exit(main(['evaluate', '--checkpoint', sys.argv[2], '--suite', 'clean', '--out', out, '--threads', '1']))\n")
+    run = _torchrun([str(script), str(tmp_path / "out"), str(checkpoint)], module=False)
+    assert run.returncode != 0
+    assert "robustkd: error: evaluate: rank 1 does not see what rank 0 wrote in" in run.stdout + run.stderr
+    assert not list(tmp_path.glob("out-rank*/*/clean"))

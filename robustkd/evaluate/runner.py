@@ -212,6 +212,7 @@ def _evaluate_model(
     todo = [(suite, target) for suite, target in zip(suites, targets) if target not in kept]
     if not todo:
         return [SuiteRun(suite.name, target, False) for suite, target in zip(suites, targets)] if shard.summarises else []
+    shard.check_shared_folder(Path(out_root) / name)
     model = model.to(device).eval()
     batch = max(suite.params.batch_size for suite, _ in todo)
     needs = {need for suite, _ in todo for need in suite_class(suite.name).needs}

@@ -28,6 +28,7 @@ import enum
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from robustkd.errors import RobustKDError
@@ -92,6 +93,27 @@ class Shard:
             return []
         return [item for number, item in enumerate(items)
                 if number % self.count == self.index and not finished(item)]
+
+    def check_shared_folder(self, folder: Path) -> None:
+        """Under torchrun: every rank sees ``folder`` as rank 0 does (the ranks meet in it), else a one-line
+        RobustKDError on the rank that does not. Rank 0 leaves a marker named for the torchrun job, the others
+        look for it after a barrier, and rank 0 removes it after a second barrier."""
+        if self.mode is not ShardMode.COLLECTIVE or self.count < 2:
+            return
+        import os
+
+        marker = Path(folder) / f".rank0-of-run-{os.environ.get('TORCHELASTIC_RUN_ID', 'torchrun')}"
+        if self.index == 0:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        self.wait_for_all()
+        seen = marker.is_file()
+        self.wait_for_all()
+        if self.index == 0:
+            marker.unlink(missing_ok=True)
+        if not seen:
+            raise RobustKDError(f"evaluate: rank {self.index} does not see what rank 0 wrote in {folder}; --out must be "
+                                "on a file system every rank shares (the ranks meet in the result folder)")
 
     def wait_for_all(self) -> None:
         """Under torchrun: a barrier of every rank (after a list of items, before the summary reads them)."""
