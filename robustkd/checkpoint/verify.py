@@ -93,7 +93,7 @@ def check_state(state: dict[str, torch.Tensor], model: nn.Module, meta: dict[str
         stored = state.get(name)
         if stored is None or not stored.dtype.is_floating_point:
             continue
-        recorded = torch.tensor(normalization[name], dtype=torch.float32)
+        recorded = torch.tensor(normalization[name], dtype=torch.float32, device="cpu")  # compared on the CPU
         held = stored.detach().to("cpu", torch.float32).flatten()
         if held.shape != recorded.shape or not torch.allclose(held, recorded, rtol=2.0 ** -22, atol=0.0):
             raise RobustKDError(f"checkpoint: the sidecar's normalization {name} = {normalization[name]} differs from "

@@ -89,7 +89,6 @@ class Need(str, enum.Enum):
     """What a suite needs from the context, checked before anything runs."""
 
     TEACHER = "teacher"                # a teacher checkpoint (--teacher); its clean logits are computed once
-    TRAIN_SPLIT = "train_split"        # images of the training split (e.g. a calibration hold-out)
     CLEAN_LOGITS = "clean_logits"      # its work items use the clean logits (every shard then has them)
 
 

@@ -160,7 +160,7 @@ def _probe(imported: ImportedModel, preprocessing: EvalPreprocessing | None) -> 
     else:
         size = dataset_info(imported.dataset).image_size
     generator = torch.Generator().manual_seed(PROBE_SEED)
-    return torch.rand(PROBE_BATCH, 3, size, size, generator=generator)
+    return torch.rand(PROBE_BATCH, 3, size, size, generator=generator, device="cpu")  # the same probe on any device
 
 
 @torch.no_grad()
