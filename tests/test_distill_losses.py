@@ -146,7 +146,7 @@ def test_cmkd_terms_by_hand() -> None:
     assert losses["intra"].item() == pytest.approx(16 * 0.25 * intra, rel=1e-5)  # eps=1e-8 on small norms
 
 
-METHODS = ["kd", "dist", "cmkd", "kd+spearman", "dist+spearman", "cmkd+pearson"]
+METHODS = ["kd", "dist", "cmkd", "kd+spearman", "dist+spearman", "cmkd+pearson", "dkd", "kd+ls"]
 
 
 def _awkward_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -172,7 +172,7 @@ def test_gradients_are_finite_on_awkward_inputs(method: str, case: str) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("method", ["kd", "dist", "cmkd"])
+@pytest.mark.parametrize("method", ["kd", "dist", "cmkd", "dkd", "kd+ls"])
 def test_gradients_are_finite_under_autocast(method: str, dtype: torch.dtype) -> None:
     from robustkd.distill.task import DistillationTask
     from robustkd.models import build_model

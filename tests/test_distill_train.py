@@ -26,7 +26,7 @@ def _distill(teacher: Path, run: Path, method: str, *extra: str) -> int:
                  "--run-dir", str(run), *extra])
 
 
-@pytest.mark.parametrize("method", ["ce", "kd", "dist", "cmkd", "kd+spearman"])
+@pytest.mark.parametrize("method", ["ce", "kd", "dist", "cmkd", "kd+spearman", "dkd", "kd+ls"])
 def test_each_method_learns(teacher: Path, tmp_path: Path, method: str) -> None:
     assert _distill(teacher, tmp_path / "student", method, "--epochs", "4") == 0
     meta = json.loads((tmp_path / "student" / "model.json").read_text())

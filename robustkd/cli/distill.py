@@ -26,7 +26,8 @@ def register(commands: Any) -> None:
     distill.add_argument("--teacher", help="teacher checkpoint (run directory, .json or .safetensors)")
     distill.add_argument("--student", dest="model",
                          help="student architecture (see `robustkd models`); a comma-separated list trains a cohort")
-    distill.add_argument("--method", help="ce, kd, dist or cmkd, optionally with add-ons: kd+spearman, dist+spearman, ...; "
+    distill.add_argument("--method", help="ce, kd, dist, cmkd, dkd or kd+ls (logit-standardised KD), optionally with add-ons: "
+                                          "kd+spearman, dist+spearman, ...; "
                                           "a comma-separated list (ce,kd,dist,cmkd) trains a cohort on shared batches, "
                                           "and cmkd[cmkd_spearman=0.5] sets options for one member")
     distill.add_argument("--seeds", help="comma-separated seeds (e.g. 0,1,2): a cohort with every method and student "

@@ -1,7 +1,8 @@
 """Distillation methods by name, and correlation add-ons combinable with any of them (``kd+spearman``).
 
 A method turns (student logits, teacher logits, labels) into a dict of named, weighted loss terms; the
-training loop sums them. Registered methods: ce, kd, dist, cmkd. Add-ons: spearman, pearson.
+training loop sums them. Registered methods: ce, kd, dist, cmkd, dkd. Add-ons: spearman, pearson. Modifier:
+ls (logit standardisation, ``kd+ls``: the distillation term sees z-scored logits; robustkd/distill/logit_standardization.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import torch.nn.functional as F
 
 from robustkd.distill.cmkd import cmkd_losses, spearman_loss_rows
 from robustkd.distill.correlation import inter_class_loss, intra_class_loss
+from robustkd.distill.dkd import dkd_terms, warmup_factor
 from robustkd.distill.kd import kd_kl_loss
+from robustkd.distill.logit_standardization import standardize
 from robustkd.distill.options import DistillOptions
 from robustkd.errors import RobustKDError
 from robustkd.registry import Registry
@@ -56,11 +59,34 @@ def _cmkd(o: DistillOptions) -> TermFunction:
     return terms
 
 
+class _DKD:
+    """DKD's terms, scaled by the linear warm-up of the current epoch (``start_epoch``; 1 before any epoch)."""
+
+    def __init__(self, o: DistillOptions) -> None:
+        self.options, self.factor = o, 1.0
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.factor = warmup_factor(epoch, epochs, self.options.dkd_warmup_fraction)
+
+    def __call__(self, s: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> Losses:
+        tckd, nckd = dkd_terms(s, t, y, self.options.dkd_temperature)
+        return {"tckd": self.factor * self.options.dkd_alpha * tckd, "nckd": self.factor * self.options.dkd_beta * nckd}
+
+
 METHODS: Registry[MethodSpec] = Registry("distillation method")
 METHODS.add("ce", MethodSpec(lambda o: (lambda s, t, y: {}), ("ce_",), 1.0, uses_teacher=False))
 METHODS.add("kd", MethodSpec(_kd, ("ce_", "kd_"), 0.1))
 METHODS.add("dist", MethodSpec(_dist, ("ce_", "dist_"), 1.0))
 METHODS.add("cmkd", MethodSpec(_cmkd, ("ce_", "cmkd_"), 1.0))
+METHODS.add("dkd", MethodSpec(_DKD, ("ce_", "dkd_"), 1.0))
+
+
+def _kd_standardized(o: DistillOptions) -> TermFunction:
+    return lambda s, t, y: {"kl": o.ls_weight * kd_kl_loss(standardize(s), standardize(t), o.ls_temperature)}
+
+
+# Modifiers replace a method's distillation term by its variant (defined only where its authors define it).
+MODIFIERS: dict[str, dict[str, MethodSpec]] = {"ls": {"kd": MethodSpec(_kd_standardized, ("ce_", "ls_"), 0.1)}}
 
 
 def _spearman_addon(o: DistillOptions) -> TermFunction:
@@ -91,13 +117,22 @@ class Method:
     uses_teacher: bool
     losses: Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], Losses]
     recorded_options: dict
+    start_epoch: Callable[[int, int], None] = lambda epoch, epochs: None  # epoch (from 1) of ``epochs`` begins
 
 
 def parse_method(spec: str, options: DistillOptions) -> Method:
-    """``base[+addon...]`` -> a Method; unknown names raise RobustKDError listing the valid ones."""
+    """``base[+modifier][+addon...]`` -> a Method; unknown names raise RobustKDError listing the valid ones."""
     base_name, *addon_names = [part.strip() for part in spec.split("+")]
     base = METHODS.get(base_name)
-    canonical = [METHODS.canonical(base_name)] + [ADDONS.canonical(name) for name in addon_names]
+    modifiers = [name for name in addon_names if name in MODIFIERS]
+    addon_names = [name for name in addon_names if name not in MODIFIERS]
+    for modifier in modifiers:
+        variants = MODIFIERS[modifier]
+        if METHODS.canonical(base_name) not in variants:
+            raise RobustKDError(f"--method {spec!r}: the {modifier} modifier is defined for "
+                                f"{', '.join(variants)} only")
+        base = variants[METHODS.canonical(base_name)]
+    canonical = [METHODS.canonical(base_name)] + modifiers + [ADDONS.canonical(name) for name in addon_names]
     if len(set(canonical)) != len(canonical):
         raise RobustKDError(f"--method {spec!r} names a term twice")
     term_functions = [base.build(options)] + [ADDONS.get(name)(options) for name in addon_names]
@@ -114,4 +149,9 @@ def parse_method(spec: str, options: DistillOptions) -> Method:
 
     prefixes = base.option_prefixes + (ADDON_PREFIXES if addon_names else ())
     recorded = {**options.subset(prefixes), "ce_weight": ce_weight}
-    return Method("+".join(canonical), base.uses_teacher or bool(addon_names), losses, recorded)
+    def start_epoch(epoch: int, epochs: int) -> None:
+        for function in term_functions:
+            if hasattr(function, "start_epoch"):
+                function.start_epoch(epoch, epochs)
+
+    return Method("+".join(canonical), base.uses_teacher or bool(addon_names), losses, recorded, start_epoch)

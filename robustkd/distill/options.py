@@ -42,6 +42,15 @@ class DistillOptions:
     cmkd_difficulty: str = "entropy"
     cmkd_weighting: str = "rank_hard"
     cmkd_weight_power: float = 1.0
+    # dkd (Zhao et al. 2022): CE + warm-up * T^2 * (dkd_alpha * TCKD + dkd_beta * NCKD); mdistiller's CIFAR-100
+    # defaults, the warm-up (20 of 240 epochs there) as a fraction of the run's epochs
+    dkd_temperature: float = 4.0
+    dkd_alpha: float = 1.0
+    dkd_beta: float = 8.0
+    dkd_warmup_fraction: float = 20 / 240
+    # ls (logit standardisation, Sun et al. 2024), kd+ls: CE * 0.1 + ls_weight * T^2 * KL of z-scored logits
+    ls_temperature: float = 2.0
+    ls_weight: float = 9.0
     # add-on terms (e.g. kd+spearman): addon_weight * cmkd_tau^2 * term, with equal per-sample weights
     addon_weight: float = 2.0
 
@@ -50,13 +59,17 @@ class DistillOptions:
             return RobustKDError(f"distill option {name}={getattr(self, name)!r}; expected {expected}")
 
         check_field_types(self, "distill option")
-        for name in ("kd_temperature", "dist_tau", "cmkd_tau", "cmkd_rank_strength", "cmkd_weight_power"):
+        for name in ("kd_temperature", "dist_tau", "cmkd_tau", "cmkd_rank_strength", "cmkd_weight_power",
+                     "dkd_temperature", "ls_temperature"):
             if not getattr(self, name) > 0:
                 raise bad(name, "a positive number")
         for name in ("kd_alpha", "dist_beta", "dist_gamma", "dist_weight", "cmkd_weight", "cmkd_pearson",
-                     "cmkd_spearman", "cmkd_intra", "addon_weight"):
+                     "cmkd_spearman", "cmkd_intra", "addon_weight", "dkd_alpha", "dkd_beta", "dkd_warmup_fraction",
+                     "ls_weight"):
             if getattr(self, name) < 0:
                 raise bad(name, "a non-negative number")
+        if self.dkd_warmup_fraction > 1:
+            raise bad("dkd_warmup_fraction", "a fraction of the epochs in [0, 1]")
         if self.ce_weight is not None and self.ce_weight < 0:
             raise bad("ce_weight", "a non-negative number")
         if self.cmkd_rank_backend not in ("sigmoid", "torchsort"):

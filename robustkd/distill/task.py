@@ -23,6 +23,10 @@ class DistillationTask(TrainingTask):
         self.method = method
         self.teacher_meta = {**teacher_meta, "batchnorm_folded": fused}
 
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Epoch ``epoch`` (from 1) of ``epochs`` begins: schedules inside the method (DKD's warm-up) follow it."""
+        self.method.start_epoch(epoch, epochs)
+
     def train(self, mode: bool = True) -> DistillationTask:
         super().train(mode)
         self.teacher.eval()  # BN statistics and any dropout of the teacher stay frozen

@@ -117,6 +117,7 @@ class StudentRun:
         if self.isolate_rng:
             self._rng = capture_rng(self.placement.device)
         self.task.train()
+        self.task.start_epoch(epoch, self.config.epochs)
         zero = torch.zeros((), device=self.placement.device)
         self._epoch_state = {"epoch": epoch, "lr": lr, "sums": {}, "correct": zero.clone(), "pending": [],
                              "seen": 0, "step": -1, "started": time.perf_counter()}

@@ -24,6 +24,9 @@ class TrainingTask(nn.Module):
     def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Epoch ``epoch`` (from 1) of ``epochs`` begins; nothing to do by default."""
+
     def describe(self) -> dict[str, Any]:
         """Fields for the checkpoint sidecar (method name and options)."""
         return {"method": "ce"}
