@@ -57,6 +57,9 @@ def register(commands: Any) -> None:
     compare.add_argument("--format", default="table", help="table (default), csv, json or md")
     compare.add_argument("--out", type=Path, help="write to this file (atomically) instead of printing")
     compare.add_argument("--plot", type=Path, help="also write a forest plot of the differences (PNG) to this file")
+    compare.add_argument("--interval", default="seeds", help="what the verdicts use: seeds (t-interval over seeds, "
+                                                             "default) or images (bootstrap over seeds and test images)")
+    compare.add_argument("--holm", action="store_true", help="Holm's family-wise adjustment over the verdict table")
     compare.set_defaults(handler=run_compare)
 
 
@@ -145,7 +148,7 @@ def run_compare(args: argparse.Namespace) -> int:
                        database=_db(args.db))
     pairs = [parse_pair(text) for text in args.pair or []]
     comparison = compare(read_results(_db(args.db)), metrics=args.metric, pairs=pairs or None,
-                         teacher=args.teacher, radius=args.radius)
+                         teacher=args.teacher, radius=args.radius, interval=args.interval, family_wise=args.holm)
     if args.plot is None:
         text = write_comparison(comparison, args.format, args.out)
     else:  # both outputs are made first, then written together: a failure leaves neither

@@ -74,7 +74,9 @@ def verdict_display(rows: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.Data
     for row in mine.to_dict("records"):
         digits = _digits(row["unit"])
         detail = _signed(row["mean_diff"], digits)
-        if row["verdict"] != ONE_SEED:
+        if str(row.get("verdict_basis") or "").startswith("seeds and images"):
+            detail += f" [{_signed(row['image_ci_low'], digits)}, {_signed(row['image_ci_high'], digits)}] (images)"
+        elif row["verdict"] != ONE_SEED:
             detail += f" {_interval(row)}"
         table.setdefault(f"{row['a']} vs {row['b']}", {})[row["metric"]] = \
             f"{row['verdict']} ({detail}, n={row['n_paired']})"
@@ -101,7 +103,14 @@ def _sections(comparison: Comparison) -> list[tuple[str, str, pd.DataFrame, pd.D
 def _explanation(comparison: Comparison) -> str:
     confidence = comparison.rows["confidence"].iloc[0] if not comparison.rows.empty else 0.95
     lower = ", ".join(c.name for c in leaderboard_columns() if not c.higher_is_better)
-    return EXPLANATION.format(pct=100 * confidence, lower=lower)
+    text = EXPLANATION.format(pct=100 * confidence, lower=lower)
+    bases = sorted(set(comparison.rows["verdict_basis"].dropna())) if "verdict_basis" in comparison.rows else []
+    if bases:
+        text += " Verdicts use: " + "; ".join(bases) + "."
+    if "image_ci_low" in comparison.rows and comparison.rows["image_ci_low"].notna().any():
+        text += (" image_ci_low/high: a hierarchical bootstrap over seeds and test images (the same images for both "
+                 "methods), where the metric is a mean over images.")
+    return text
 
 
 def render_text(comparison: Comparison) -> str:

@@ -15,6 +15,11 @@ but that are not paired are reported as dropped.
 
 Which pairs get verdicts and how every other pair is oriented is the caller's ``Question``
 (robustkd/results/question.py; ``DEFAULT_QUESTION`` when none is given).
+
+Two intervals: the seed-level t-interval (every row), and for metrics that are means over test images (clean,
+adversarial, certified; robustkd/results/per_image.py) a hierarchical bootstrap over seeds and images
+(robustkd/results/image_level.py; ``image_ci_low``/``image_ci_high``). ``interval`` says which one the verdicts
+use, and ``family_wise`` applies Holm's adjustment to the verdict pairs' p-values (``verdict_basis`` names both).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from robustkd.errors import RobustKDError
+from robustkd.results.image_level import hierarchical_bootstrap, holm
 from robustkd.results.leaderboard import Column, leaderboard_columns
 from robustkd.results.method_labels import format_value, method_label  # scripts/study_figures.py reads it here
 from robustkd.results.question import DEFAULT_QUESTION, Question
@@ -126,7 +132,8 @@ def metric_values(results: pd.DataFrame, column: Column) -> pd.DataFrame:
     rows = rows.assign(own_suite=rows["suite"].eq(column.suite), n_examples=rows["n_examples"].fillna(0).astype(int))
     rows = rows.sort_values(["own_suite", "created"]).drop_duplicates(
         ["checkpoint_sha256", "suite", "suite_sha256", "subset"], keep="last")
-    return rows[["checkpoint_sha256", "suite", "suite_sha256", "subset", "n_examples", "own_suite", "value"]]
+    return rows[["checkpoint_sha256", "suite", "suite_sha256", "subset", "n_examples", "own_suite", "value",
+                 "result_dir"]]
 
 
 @dataclass
@@ -144,7 +151,9 @@ class Comparison:
 ROW_COLUMNS = ["group", "dataset", "teacher", "architecture", "training", "a", "b", "metric", "unit", "better",
                "suite", "suite_sha256", "subset", "n_examples", "n_paired", "seeds", "differences", "mean_a", "mean_b",
                "mean_diff", "std_diff", "ci_low", "ci_high", "confidence", "p_value", "wins_a", "wins_b", "ties",
-               "dropped", "n_dropped", "verdict"]
+               "dropped", "n_dropped", "image_ci_low", "image_ci_high", "image_p_value", "n_images", "verdict",
+               "verdict_basis", "p_holm"]
+INTERVALS = ("seeds", "images")
 
 
 def group_name(dataset: str, teacher_sha256: str, architecture: str, training: str) -> str:
@@ -153,15 +162,21 @@ def group_name(dataset: str, teacher_sha256: str, architecture: str, training: s
 
 def compare(results: pd.DataFrame, *, metrics: Sequence[str] | None = None,
             pairs: Sequence[tuple[str, str]] | None = None, teacher: str | None = None, radius: float = 0.25,
-            confidence: float = CONFIDENCE, question: Question = DEFAULT_QUESTION) -> Comparison:
+            confidence: float = CONFIDENCE, question: Question = DEFAULT_QUESTION, interval: str = "seeds",
+            family_wise: bool = False) -> Comparison:
     """Paired comparison of the store's rows (``read_results``).
 
     ``metrics``: headline column names (default: all of ``leaderboard_columns(radius)``); ``pairs``: the only
     (a, b) labels compared, as a - b, and the verdict pairs (``--pair``); without them every pair of labels
     within a group is compared, oriented by ``question.orient``, ``question.pairs`` first (and, of them, those
-    whose labels are in the database are the verdict pairs); ``teacher``: a sha256 prefix. Raises
-    RobustKDError for an unknown metric or label, or when there are no distilled students to compare.
+    whose labels are in the database are the verdict pairs); ``teacher``: a sha256 prefix; ``interval``: the
+    interval the verdicts use, ``seeds`` (t-interval over seeds) or ``images`` (the hierarchical bootstrap over
+    seeds and test images where the metric has per-image files, else seeds); ``family_wise``: Holm over the
+    verdict pairs' rows. Raises RobustKDError for an unknown metric or label, or when there are no distilled
+    students to compare.
     """
+    if interval not in INTERVALS:
+        raise RobustKDError(f"--interval {interval}: expected one of: {', '.join(INTERVALS)}")
     columns = leaderboard_columns(radius)
     by_name = {c.name: c for c in columns}
     unknown = [m for m in metrics or [] if m not in by_name]
@@ -215,7 +230,62 @@ def compare(results: pd.DataFrame, *, metrics: Sequence[str] | None = None,
     verdict_pairs = list(pairs) if pairs else [p for p in question.pairs if p[0] in known and p[1] in known]
     compared = list(pairs) if pairs else sorted(dict.fromkeys((r["a"], r["b"]) for r in rows),
                                                 key=question.pair_order)
-    return Comparison(pd.DataFrame(rows, columns=ROW_COLUMNS), pd.DataFrame(group_rows), compared, verdict_pairs, notes)
+    table = _apply_verdicts(pd.DataFrame(rows, columns=ROW_COLUMNS), verdict_pairs, interval, family_wise, confidence)
+    return Comparison(table, pd.DataFrame(group_rows), compared, verdict_pairs, notes)
+
+
+def _apply_verdicts(rows: pd.DataFrame, verdict_pairs: list[tuple[str, str]], interval: str, family_wise: bool,
+                    confidence: float) -> pd.DataFrame:
+    """Each row's verdict from the chosen interval, and with ``family_wise`` Holm-adjusted over the verdict
+    pairs' rows (a verdict then needs an adjusted p below 1 - confidence as well)."""
+    if rows.empty:
+        return rows
+    use_images = (interval == "images") & rows["image_ci_low"].notna()
+    rows["verdict_basis"] = np.where(use_images, f"seeds and images: hierarchical bootstrap, {100 * confidence:g} %",
+                                     f"seeds: t-interval, {100 * confidence:g} %")
+    for index in rows.index[use_images]:
+        row = rows.loc[index]
+        if row["n_paired"] >= 2 or row["n_images"] >= 2:
+            low, high = row["image_ci_low"], row["image_ci_high"]
+            rows.at[index, "verdict"] = NOT_DISTINGUISHABLE if low <= 0.0 <= high else \
+                ("better" if (row["mean_diff"] > 0) == (row["better"] == "higher") else "worse")
+    if family_wise:
+        family = [(a, b) in verdict_pairs for a, b in zip(rows["a"], rows["b"])]
+        p = np.where(use_images, rows["image_p_value"], rows["p_value"]).astype(float)
+        adjusted = np.full(len(rows), np.nan)
+        adjusted[np.array(family)] = holm(p[np.array(family)])
+        rows["p_holm"] = adjusted
+        count = int(np.sum(family))
+        for index, position in zip(rows.index, range(len(rows))):
+            if family[position]:
+                rows.at[index, "verdict_basis"] += f", Holm over {count} tests"
+                if rows.at[index, "verdict"] in ("better", "worse") and not adjusted[position] < 1 - confidence:
+                    rows.at[index, "verdict"] = NOT_DISTINGUISHABLE
+    return rows
+
+
+def _image_interval(paired: pd.DataFrame, suite: str, column: Column, confidence: float) -> dict:
+    """The hierarchical bootstrap over the paired seeds and their common test images, when every paired result
+    folder has per-image scores of the column's own metric; NaN columns otherwise."""
+    from robustkd.results.per_image import per_image_scores
+
+    empty = {"image_ci_low": np.nan, "image_ci_high": np.nan, "image_p_value": np.nan, "n_images": 0}
+    if suite != column.suite:
+        return empty
+    sides = []
+    for side in ("a", "b"):
+        scores = [per_image_scores(folder, suite, column.metric) if isinstance(folder, str) else None
+                  for folder in paired[f"result_dir_{side}"]]
+        if any(score is None for score in scores):
+            return empty
+        sides.append(scores)
+    index = sides[0][0].index
+    if any(not score.index.equals(index) for scores in sides for score in scores):
+        return empty  # not the same images in every result: no image pairing
+    result = hierarchical_bootstrap(np.stack([s.to_numpy() for s in sides[0]]), np.stack([s.to_numpy() for s in sides[1]]),
+                                    confidence=confidence)
+    return {"image_ci_low": result.low, "image_ci_high": result.high, "image_p_value": result.p_value,
+            "n_images": result.images}
 
 
 def _compare_one(values: pd.DataFrame, identity: dict, a: str, b: str, column: Column,
@@ -244,7 +314,8 @@ def _compare_one(values: pd.DataFrame, identity: dict, a: str, b: str, column: C
     dropped = sorted([f"{a}:{s}" for s in set(side_a["seed"]) - set(seeds)] +
                      [f"{b}:{s}" for s in set(side_b["seed"]) - set(seeds)])
     suite, suite_sha256, subset = best
-    return {"a": a, "b": b, "metric": column.name, "unit": column.unit,
+    image = _image_interval(paired, suite, column, confidence)
+    return {**image, "a": a, "b": b, "metric": column.name, "unit": column.unit,
             "better": "higher" if column.higher_is_better else "lower", "suite": suite, "suite_sha256": suite_sha256,
             "subset": subset or "full", "n_examples": int(paired["n_examples_a"].max()), "n_paired": result.n,
             "seeds": seeds, "differences": [float(x) for x in differences],

@@ -1,4 +1,5 @@
-"""The clean suite: top-1, top-5, per-class accuracy (CSV) and the confusion matrix (CSV), in percent."""
+"""The clean suite: top-1, top-5, per-class accuracy (CSV), the confusion matrix (CSV), in percent, and every
+image's prediction (``predictions.csv``: position, label, prediction; what image-level intervals resample)."""
 
 from __future__ import annotations
 
@@ -46,4 +47,6 @@ def run_clean(logits: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ..
     write_text_atomic(out_dir / "per_class.csv", per_class.to_csv(index=False))
     matrix = pd.DataFrame(confusion.numpy(), index=pd.Index(classes, name="true"), columns=list(classes))
     write_text_atomic(out_dir / "confusion_matrix.csv", matrix.to_csv())
+    images = pd.DataFrame({"index": range(len(labels)), "label": labels.numpy(), "prediction": predictions.numpy()})
+    write_text_atomic(out_dir / "predictions.csv", images.to_csv(index=False))
     return {"top1": 100.0 * float(hits[:, 0].double().mean()), "top5": 100.0 * float(hits.any(dim=1).double().mean())}
