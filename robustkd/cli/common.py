@@ -69,6 +69,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     hyper.add_argument("--amp", choices=["none", "bf16", "fp16"])
     hyper.add_argument("--compile", action="store_const", const=True, help="torch.compile the training step")
     hyper.add_argument("--train-limit", type=int, help="train on the first N training images only")
+    hyper.add_argument("--holdout", type=int, metavar="N",
+                       help="never train on the last N training images (recorded in the checkpoint: calibration's "
+                            "temperature_fit = \"train_holdout\" may fit on them)")
     hyper.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
     hyper.add_argument("--eval-every", type=int, help="evaluate every N epochs (and after the last)")
 

@@ -131,6 +131,8 @@ class FolderBatchLoader:
                  seed: int = 0, rank: int = 0, world_size: int = 1, workers: int | None = None, channels_last: bool = False) -> None:
         self.device = device
         self.batch_size = batch_size
+        self.dataset = folder
+        self.split_images = len(folder)  # the whole split's size; make_loader sets it when it kept a part
         workers = min(8, os.cpu_count() or 1) if workers is None else workers
         self.sampler = DistributedSampler(folder, world_size, rank, shuffle=train, seed=seed, drop_last=train)
         self.loader = DataLoader(folder, batch_size=batch_size, sampler=self.sampler, num_workers=workers,

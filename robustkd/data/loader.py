@@ -42,6 +42,7 @@ class TensorBatchLoader:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.dataset = dataset
+        self.split_images = len(dataset)  # the whole split's size; make_loader sets it when it kept a part
         self.images = dataset.images.to(device)
         self.labels = dataset.labels.to(device)
         self.batch_size = batch_size

@@ -107,19 +107,29 @@ def make_loader(
     allow_embedded: bool = False,
     announce: Callable[[str], None] = print,
     limit: int | None = None,
+    holdout: int = 0,
     preprocessing: EvalPreprocessing | None = None,
 ) -> TensorBatchLoader | FolderBatchLoader:
-    """A batch loader for ``split`` of dataset ``name``; ``limit`` keeps a prefix of the examples;
+    """A batch loader for ``split`` of dataset ``name``; ``holdout`` drops the last examples (never loaded), then
+    ``limit`` keeps a prefix of the rest;
     ``preprocessing``: an ImageNet model's own evaluation transform (other datasets are used as stored)."""
     if name == "imagenet":
         folder = imagenet_folder(data_dir, split, preprocessing)
-        if limit is not None:
-            folder.samples = folder.samples[:limit]
-            folder.targets = folder.targets[:limit]
-        return FolderBatchLoader(folder, batch_size, device, train=train, seed=seed, rank=rank,
-                                 world_size=world_size, channels_last=channels_last)
+        split_images = len(folder.samples)
+        kept = min(split_images - holdout, split_images if limit is None else limit)
+        folder.samples = folder.samples[:kept]
+        folder.targets = folder.targets[:kept]
+        folder_loader = FolderBatchLoader(folder, batch_size, device, train=train, seed=seed, rank=rank,
+                                          world_size=world_size, channels_last=channels_last)
+        folder_loader.split_images = split_images
+        return folder_loader
     dataset = load_image_dataset(name, split, data_dir, allow_embedded=allow_embedded, announce=announce)
+    split_images = len(dataset)
+    if holdout:
+        dataset = dataset.rows(0, max(0, split_images - holdout), f"last {holdout} held out")
     if limit is not None:
         dataset = dataset.subset(limit)
-    return TensorBatchLoader(dataset, batch_size, device, train=train, seed=seed, noise_sd=noise_sd, rank=rank,
-                             world_size=world_size, channels_last=channels_last)
+    loader = TensorBatchLoader(dataset, batch_size, device, train=train, seed=seed, noise_sd=noise_sd, rank=rank,
+                               world_size=world_size, channels_last=channels_last)
+    loader.split_images = split_images
+    return loader

@@ -53,7 +53,7 @@ from robustkd.utils.seeding import enable_determinism, seed_everything
 COHORT_FILE = "cohort.json"
 COHORT_FORMAT = "robustkd-cohort-1"
 # Fields every member must share: they decide the batches (per seed), the test set and the epoch loop.
-SHARED_FIELDS = ("dataset", "batch_size", "noise_sd", "train_limit", "test_limit", "epochs", "channels_last", "amp",
+SHARED_FIELDS = ("dataset", "batch_size", "noise_sd", "train_limit", "holdout", "test_limit", "epochs", "channels_last", "amp",
                  "device", "deterministic", "teacher", "fuse_teacher")
 
 
@@ -232,7 +232,7 @@ def _train(members: list[PlannedMember], cohort_dir: Path, record: dict[str, Any
                                               world_size=placement.world_size, channels_last=first.channels_last)
         else:
             loaders[seed] = make_loader(first.dataset, "train", data_dir, first.batch_size, placement.device, train=True,
-                                        seed=seed, noise_sd=first.noise_sd, limit=first.train_limit, **common)
+                                        seed=seed, noise_sd=first.noise_sd, limit=first.train_limit, holdout=first.holdout, **common)
     test_loader = make_loader(first.dataset, "test", data_dir, 500, placement.device, train=False,
                               limit=first.test_limit, **common)
     any_loader = next(iter(loaders.values()))
@@ -252,6 +252,7 @@ def _train(members: list[PlannedMember], cohort_dir: Path, record: dict[str, Any
         in_cohort = {} if solo else {"cohort": {"path": str(cohort_dir), "member": spec.name, "members": names}}
         meta = training_sidecar(config, info, data_source=source,
                                 n_train=len(any_loader) * config.batch_size * placement.world_size,
+                                train_images=len(any_loader.dataset), split_images=any_loader.split_images,
                                 task_description=task.describe(), kind="distill", **in_cohort)
         student_run = StudentRun(config, task, run, placement, meta, isolate_rng=True)
         member = CohortMember(spec.name, config.seed, student_run, method.uses_teacher,

@@ -128,6 +128,10 @@ class Suite(ABC, Generic[P]):
         runs (robustkd/evaluate/suite_inputs.py); ``test_labels()`` loads the clean pass's labels (a tensor) on
         first call. None by default."""
 
+    def check_model(self, params: P, model_info: dict[str, Any]) -> None:
+        """Checks of a model's recorded sidecar against the suite's parameters (raise RobustKDError), run for every
+        model before any suite runs (robustkd/jobs/evaluate.py). None by default."""
+
     def selection(self, protocol: dict[str, Any]) -> str:
         """A short label (e.g. ``skip99``) for the test images this suite chose itself out of the clean pass,
         read from a result's recorded ``protocol``; '' when its metrics cover every image of the pass. It

@@ -6,7 +6,8 @@ temperature applied to an image is the one fitted on the other fold, so no image
 on its own label, and every image is scored. It works for any model and any dataset, streaming or not.
 
 ``train_holdout``: the last ``holdout`` images of the training split, only for a model whose sidecar says it
-trained on fewer images (``n_train``, set by ``robustkd train --holdout N``); otherwise refused before it is fitted.
+drew its training images from fewer first images (``train_images``, set by ``robustkd train --holdout N``);
+otherwise refused before it is fitted.
 """
 
 from __future__ import annotations

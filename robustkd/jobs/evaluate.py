@@ -25,6 +25,7 @@ from robustkd.errors import RobustKDError
 from robustkd.evaluate.sharding import SINGLE, Shard, ShardMode
 from robustkd.evaluate.suite_file import SuiteFile
 from robustkd.evaluate.suite_inputs import check_suite_inputs
+from robustkd.evaluate.suite import suite_class
 from robustkd.utils.short_repr import short_repr
 
 Announce = Callable[[str], None]
@@ -98,7 +99,7 @@ def check_imagenet_preprocessing(suites: Sequence[SuiteFile], path: Path, meta: 
     if meta.get("dataset") != "imagenet":
         return
     from robustkd.data.imagenet import EvalPreprocessing
-    from robustkd.evaluate.suite import Need, suite_class
+    from robustkd.evaluate.suite import Need
 
     mine = EvalPreprocessing.from_record(meta.get("preprocessing"))
     names = {suite.name for suite in suites}
@@ -162,6 +163,8 @@ def evaluate_checkpoints(
             check_teacher_matches(teacher_checkpoint.meta, teacher, meta["dataset"], meta["num_classes"],
                                   whom=f"{path} is evaluated")
         check_imagenet_preprocessing(suite_files, path, meta, teacher_checkpoint.meta if teacher_checkpoint else None)
+        for suite in suite_files:
+            suite_class(suite.name)().check_model(suite.params, meta)
     check_suite_inputs(suite_files, (read_sidecar(path)[0]["dataset"] for path in checkpoints), n_examples=n_examples,
                        data_dir=data_dir, allow_embedded=allow_embedded)  # the suites' own files, per dataset
     teacher_info = {**teacher_checkpoint.meta, "weights_sha256": teacher_checkpoint.sha256} if teacher_checkpoint else None

@@ -52,6 +52,7 @@ class TrainConfig:
     amp: str = "none"
     compile: bool = False
     train_limit: int | None = None
+    holdout: int = 0
     test_limit: int | None = None
     eval_every: int = 1
 
@@ -91,6 +92,11 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise bad(name, "a positive integer or null")
+        if not isinstance(self.holdout, int) or self.holdout < 0:
+            raise bad("holdout", "a non-negative integer (training images held out of training, from the end)")
+        if self.holdout and self.dataset == "imagenet":
+            raise bad("holdout", "0 for imagenet (its training folder is ordered by class: the last images are whole "
+                                 "classes); calibration's default cross-fit on the test images needs no holdout")
         return self
 
     def to_dict(self) -> dict[str, Any]:

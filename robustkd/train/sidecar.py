@@ -14,13 +14,16 @@ from robustkd.models import canonical_model_name
 from robustkd.train.config import TrainConfig
 
 
-def training_sidecar(config: TrainConfig, info: DatasetInfo, *, data_source: str, n_train: int,
-                     task_description: dict[str, Any], kind: str, **extra: Any) -> dict[str, Any]:
+def training_sidecar(config: TrainConfig, info: DatasetInfo, *, data_source: str, n_train: int, train_images: int,
+                     split_images: int, task_description: dict[str, Any], kind: str,
+                     **extra: Any) -> dict[str, Any]:
     """The checkpoint metadata of a run trained by ``config`` on ``info``'s dataset.
 
-    ``n_train``: training images per epoch over all ranks (steps x batch x world size); ``task_description``:
-    the task's ``describe()`` (a distillation task's method, options and teacher); ``kind``: ``train`` or
-    ``distill``; ``extra``: further keys (``init_from``, ``cohort``), added last.
+    ``n_train``: training images per epoch over all ranks (steps x batch x world size); ``train_images``: the
+    images the epochs draw from, the first of the training split (the last ``holdout`` are never among them);
+    ``split_images``: the training split's size, so the last ``split_images - train_images`` were never seen;
+    ``task_description``: the task's ``describe()`` (a distillation task's method, options and teacher);
+    ``kind``: ``train`` or ``distill``; ``extra``: further keys (``init_from``, ``cohort``), added last.
     """
     return {
         "architecture": canonical_model_name(config.model),
@@ -28,6 +31,9 @@ def training_sidecar(config: TrainConfig, info: DatasetInfo, *, data_source: str
         "dataset": config.dataset,
         "data_source": data_source,
         "n_train": n_train,
+        "train_images": train_images,
+        "train_split_images": split_images,
+        "holdout": config.holdout,
         "recipe": config.recipe,
         "hyperparameters": config.to_dict(),
         "seed": config.seed,

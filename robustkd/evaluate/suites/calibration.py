@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -63,6 +64,9 @@ class CalibrationSuite(Suite[CalibrationParams]):
     position = 40
     qualifiers = ("n_bins",)
 
+    def check_model(self, params: CalibrationParams, model_info: dict[str, Any]) -> None:
+        check_holdout_unseen(params, model_info)
+
     def run(self, ctx: SuiteContext, params: CalibrationParams, work: Path) -> SuiteOutput:
         fit = fitted_temperature(ctx, params)
         before = calibration_metrics(ctx.logits, ctx.labels, params.n_bins)
@@ -113,17 +117,28 @@ def fitted_temperature(ctx: SuiteContext, params) -> FittedTemperature:
 
 
 def holdout_logits(ctx: SuiteContext, params) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of the last ``holdout`` training images; refused when the model trained on any of them (its
-    sidecar's ``n_train`` reaches into them, or says nothing)."""
+    """Logits of the last ``holdout`` training images (checked against the sidecar by ``check_holdout_unseen``)."""
+    check_holdout_unseen(params, ctx.model_info)
     train = load_image_dataset(ctx.dataset, "train", ctx.data_dir, allow_embedded=ctx.allow_embedded,
                                announce=lambda _: None)
-    start = max(0, len(train) - params.holdout)
-    trained_on = ctx.model_info.get("n_train")
-    if trained_on is None or start < int(trained_on):
-        raise RobustKDError(f"calibration: temperature_fit = \"train_holdout\" fits on the last {params.holdout} "
-                            f"training images, but the model trained on {trained_on or 'an unknown number of'} "
-                            "images; use temperature_fit = \"crossfit\" (the default) or a model trained with "
-                            "--holdout")
-    held = train.rows(start, len(train), f"last {len(train) - start}")
+    expected = ctx.model_info["train_split_images"]
+    if len(train) != expected:
+        raise RobustKDError(f"calibration: the training split in {ctx.data_dir} has {len(train)} images; the model's "
+                            f"sidecar says {expected}: its held-out images cannot be located")
+    held = train.rows(len(train) - params.holdout, len(train), f"last {params.holdout}")
     loader = TensorBatchLoader(held, params.batch_size, ctx.device, train=False)
     return collect_logits(ctx.model, loader, ctx.num_classes)
+
+
+def check_holdout_unseen(params, model_info: dict[str, Any]) -> None:
+    """With ``temperature_fit = "train_holdout"``: refuse a model whose sidecar does not say that its training
+    never drew the last ``holdout`` training images (``train_images`` of ``train_split_images``, written by
+    ``robustkd train``/``distill``; ``--holdout N`` makes the last N unseen)."""
+    if params.temperature_fit != "train_holdout":
+        return
+    seen, split = model_info.get("train_images"), model_info.get("train_split_images")
+    if seen is None or split is None or split - seen < params.holdout:
+        trained = "an unknown number of" if seen is None or split is None else f"the first {seen} of {split}"
+        raise RobustKDError(f"calibration: temperature_fit = \"train_holdout\" fits on the last {params.holdout} "
+                            f"training images, but the model trained on {trained} images; use temperature_fit = "
+                            f"\"crossfit\" (the default) or a model trained with --holdout {params.holdout}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,7 +26,7 @@ from robustkd.evaluate.context import SuiteContext  # noqa: E402
 from robustkd.evaluate.shard_table import ShardTable  # noqa: E402
 from robustkd.evaluate.suite import Metric, Need, Plot, Suite, SuiteOutput, register_suite  # noqa: E402
 from robustkd.evaluate.suite_params import param  # noqa: E402
-from robustkd.evaluate.suites.calibration import fitted_temperature  # noqa: E402
+from robustkd.evaluate.suites.calibration import check_holdout_unseen, fitted_temperature  # noqa: E402
 from robustkd.evaluate.suites.corruption import cell_logits, generated_cell  # noqa: E402
 from robustkd.evaluate.temperature_fit import FITS  # noqa: E402
 from robustkd.utils.atomic import write_with_atomic  # noqa: E402
@@ -67,6 +68,9 @@ class ShiftCalibrationSuite(Suite[ShiftCalibrationParams]):
     resumable = True
     extends = frozenset({"corruptions", "severities", "batch_size"})
     position = 45
+
+    def check_model(self, params: ShiftCalibrationParams, model_info: dict[str, Any]) -> None:
+        check_holdout_unseen(params, model_info)
 
     def run(self, ctx: SuiteContext, params: ShiftCalibrationParams, work: Path) -> SuiteOutput | None:
         fit = fitted_temperature(ctx, params)

@@ -1,0 +1,95 @@
+"""`--holdout N`: the last N training images are never trained on, the checkpoint says so, and calibration's
+``temperature_fit = "train_holdout"`` fits on them only for such a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustkd.cli import main
+from robustkd.data.sources import load_image_dataset, make_loader
+from robustkd.errors import RobustKDError
+from robustkd.train.config import TrainConfig
+
+SYNTHETIC_TRAIN_IMAGES = 1000
+
+
+@pytest.fixture(scope="module")
+def held_out_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("holdout") / "run"
+    assert main(["train", "--model", "resnet8", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "50",
+                 "--lr", "0.05", "--milestones", "1", "--holdout", "200", "--threads", "1", "--run-dir", str(run)]) == 0
+    return run
+
+
+def test_the_loader_drops_exactly_the_last_images() -> None:
+    full = load_image_dataset("synthetic", "train", Path("unused"))
+    loader = make_loader("synthetic", "train", Path("unused"), 50, torch.device("cpu"), train=True, holdout=200)
+    assert len(loader.dataset) == SYNTHETIC_TRAIN_IMAGES - 200
+    assert torch.equal(loader.dataset.images, full.images[:800]) and torch.equal(loader.dataset.labels, full.labels[:800])
+    limited = make_loader("synthetic", "train", Path("unused"), 50, torch.device("cpu"), train=True, holdout=200, limit=300)
+    assert torch.equal(limited.dataset.labels, full.labels[:300])
+    seen = torch.cat([labels for _, labels in loader.epoch(0)])
+    assert len(seen) == 800  # 16 batches of 50, all from the first 800
+
+
+def test_the_sidecar_records_the_holdout(held_out_model: Path) -> None:
+    meta = json.loads((held_out_model / "model.json").read_text())
+    assert meta["holdout"] == 200 and meta["train_images"] == 800 and meta["n_train"] == 800
+    assert meta["train_split_images"] == SYNTHETIC_TRAIN_IMAGES
+
+
+def _calibration_suite(tmp_path: Path, holdout: int) -> Path:
+    suite = tmp_path / f"held{holdout}.toml"
+    suite.write_text(f'suite = "calibration"\ntemperature_fit = "train_holdout"\nholdout = {holdout}\nbatch_size = 50\n')
+    return suite
+
+
+def test_train_holdout_fits_on_the_held_out_images(held_out_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    assert main(["evaluate", "--checkpoint", str(held_out_model), "--suite", str(_calibration_suite(tmp_path, 200)),
+                 "--out", str(out)]) == 0
+    summary = json.loads(next(out.glob("*/calibration/summary.json")).read_text())
+    assert summary["protocol"]["temperature_fit"] == "last 200 training images, not trained on"
+    assert summary["metrics"]["temperature"] > 0
+
+
+@pytest.mark.parametrize("holdout", [201, 1000])
+def test_a_holdout_reaching_into_the_training_images_is_refused(
+        held_out_model: Path, tmp_path: Path, holdout: int, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "results"
+    assert main(["evaluate", "--checkpoint", str(held_out_model), "--suite", str(_calibration_suite(tmp_path, holdout)),
+                 "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("robustkd: error: calibration:")
+    assert "the model trained on the first 800 of 1000 images" in error[0]
+    assert not out.exists() or not [path for path in out.rglob("*") if path.is_file()]  # refused before any work
+
+
+def test_a_model_trained_on_every_image_is_refused(checkpoint: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", str(_calibration_suite(tmp_path, 200)),
+                 "--out", str(tmp_path / "results")]) == 2
+    assert "--holdout 200" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"holdout": -1}, "holdout=-1"),
+    ({"holdout": 10, "dataset": "imagenet"}, "ordered by class"),
+])
+def test_bad_holdouts_are_refused(changes: dict, message: str) -> None:
+    with pytest.raises(RobustKDError, match=message):
+        TrainConfig(model="resnet8", **{"dataset": "synthetic", **changes}).validate()
+
+
+def test_a_cohort_shares_its_holdout(held_out_model: Path, tmp_path: Path) -> None:
+    cohort = tmp_path / "cohort"
+    assert main(["distill", "--teacher", str(held_out_model), "--student", "resnet8", "--method", "ce,kd",
+                 "--dataset", "synthetic", "--epochs", "1", "--batch-size", "50", "--milestones", "1",
+                 "--holdout", "300", "--threads", "1", "--run-dir", str(cohort)]) == 0
+    for member in ("resnet8-ce-s0", "resnet8-kd-s0"):
+        meta = json.loads((cohort / member / "model.json").read_text())
+        assert meta["holdout"] == 300 and meta["train_images"] == 700
