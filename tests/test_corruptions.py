@@ -204,6 +204,19 @@ def test_corruption_cells_resume_after_a_kill(checkpoint: Path, tmp_path: Path, 
     assert len(calls) == 1  # only the missing cell was evaluated
     (done,) = list(tmp_path.glob("*/corruption"))
     assert len(pd.read_csv(done / "cells.csv")) == 4 and not partial.exists()
+    # Per image: the cells it was right in, from every cell's stored predictions (three written before the kill).
+    from robustkd.results.per_image import per_image_scores
+
+    per_image = pd.read_csv(done / "per_image.csv")
+    assert per_image["cells"].eq(4).all() and len(per_image) == 200 and per_image["index"].tolist() == list(range(200))
+    stored = [np.load(path) for path in sorted((done / "cell_predictions").glob("*.npy"))]
+    assert len(stored) == 4 and all(p.shape == (200,) for p in stored)
+    labels = per_image["label"].to_numpy()
+    assert per_image["cells_correct"].tolist() == sum(p == labels for p in stored).tolist()
+    summary = json.loads((done / "summary.json").read_text())
+    share = per_image_scores(done, "corruption", "corruptions_acc")
+    assert share.mean() == pytest.approx(summary["metrics"]["corruptions_acc"], abs=1e-9)
+    assert (share + per_image_scores(done, "corruption", "mce_unnormalized")).eq(100.0).all()
 
 
 @pytest.mark.parametrize("content, message", [

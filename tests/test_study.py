@@ -54,6 +54,9 @@ suites = ["clean"]
     (("seeds = [0]", "seeds = [0, 0]"), "'seeds' must be distinct non-negative integers"),
     (('suites = ["clean"]\n', 'suites = ["clean"]\n[question]\npairs = ["kd:kd"]\n'), "compares kd with itself"),
     (("recipe = {", 'recipe = { lr_typo = 1, '), "unknown key(s) lr_typo"),
+    (('suites = ["clean"]\n', 'suites = ["clean"]\n[[comparisons]]\nname = "c"\ninterval = "pixels"\n'),
+     "[[comparisons]] #1: interval 'pixels'; expected one of: seeds, images"),
+    (('suites = ["clean"]\n', 'suites = ["clean"]\n[[comparisons]]\nname = "c"\nholm = "yes"\n'), "holm"),
 ])
 def test_a_bad_study_file_gets_one_line_and_nothing_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                monkeypatch: pytest.MonkeyPatch, change, message) -> None:
@@ -149,6 +152,11 @@ def test_the_smoke_study_runs_every_stage_and_a_second_run_redoes_nothing(tmp_pa
     for name in ("leaderboard.md", "corruption_grid.csv", "compare.md", "ablation.md", "compare_headline.md",
                  "compare_headline.png", "report.html", "robustness_curves.png", "certified_curves.png"):
         assert (results / name).is_file(), name
+    # The headline comparison's verdicts use the image-level interval (clean accuracy has per-image files; ECE
+    # does not, so it keeps the seeds' t-interval), Holm-adjusted, and the table says so.
+    headline = (results / "compare_headline.md").read_text()
+    assert "seeds and images: hierarchical bootstrap, 95 %, Holm over" in headline
+    assert "Verdicts use:" in headline and "seeds: t-interval" in headline
     # Certification ran on the noise-trained students only, and the others were named as skipped.
     certified = board.dropna(subset=["certified_acc_r0.25"]) if "certified_acc_r0.25" in board else board.iloc[:0]
     assert len(certified) == 2 and certified["n_seeds"].eq(2).all()

@@ -71,6 +71,8 @@ class ComparisonSpec:
     pairs: list[str]
     metrics: list[str]
     plot: bool
+    interval: str = "seeds"
+    holm: bool = False
 
 
 @dataclass(frozen=True)
@@ -309,8 +311,13 @@ def _comparison(table: Any, path: Path, index: int) -> ComparisonSpec:
 
     reader = _Reader(table, f"study {path}: [[comparisons]] #{index + 1}")
     spec = ComparisonSpec(reader.get("name", str), reader.strings("pairs", []), reader.strings("metrics", []),
-                          reader.get("plot", bool, False))
+                          reader.get("plot", bool, False), reader.get("interval", str, "seeds"),
+                          reader.get("holm", bool, False))
     reader.done()
+    from robustkd.results.paired import INTERVALS
+
+    if spec.interval not in INTERVALS:
+        raise RobustKDError(f"{reader.where}: interval {spec.interval!r}; expected one of: {', '.join(INTERVALS)}")
     if not spec.name.replace("_", "").replace("-", "").isalnum():
         raise RobustKDError(f"{reader.where}: name {spec.name!r} must be letters, digits, '-' and '_' (a file name)")
     for pair in spec.pairs:

@@ -77,7 +77,8 @@ def _comparisons(study: Study, frame, results: Path, announce: Callable[[str], N
         pairs = [parse_pair(text) for text in spec.pairs] or None
         target = results / f"{spec.name}.md"
         try:
-            comparison = compare(frame, metrics=spec.metrics or None, pairs=pairs, question=study.question)
+            comparison = compare(frame, metrics=spec.metrics or None, pairs=pairs, question=study.question,
+                                 interval=spec.interval, family_wise=spec.holm)
         except RobustKDError as exc:  # students or labels not in the database yet: the other outputs go on
             announce(f"{spec.name}: not written ({exc})")
             continue

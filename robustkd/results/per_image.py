@@ -2,8 +2,10 @@
 
 ``clean`` top1: ``predictions.csv`` (prediction == label); ``adversarial`` ``robust_acc_<attack>``:
 ``examples.csv``'s ``robust`` of that attack; ``certified`` ``certified_acc_r<r>``: ``certify.tsv``'s correct
-certificates of radius >= r. Each is a Series of 0 or 100 indexed by the image's position among the evaluated
-images; None for a metric without per-image files (or a result written before they existed).
+certificates of radius >= r; ``corruption`` ``corruptions_acc``: ``per_image.csv``'s share of the cells in which
+the image was classified correctly (``mce_unnormalized``: 100 minus it). Each is a Series in [0, 100] (0 or 100
+but for corruption) indexed by the image's position among the evaluated images; None for a metric without
+per-image files (or a result written before they existed).
 """
 
 from __future__ import annotations
@@ -28,4 +30,9 @@ def per_image_scores(result_dir: str | Path, suite: str, metric: str) -> pd.Seri
     if suite == "certified" and radius and (folder / "certify.tsv").is_file():
         rows = pd.read_csv(folder / "certify.tsv", sep="\t").set_index("index").sort_index()
         return 100.0 * (rows["correct"].eq(1) & (rows["radius"] >= float(radius.group(1)))).astype(float)
+    if suite == "corruption" and metric in ("corruptions_acc", "mce_unnormalized") and \
+            (folder / "per_image.csv").is_file():
+        rows = pd.read_csv(folder / "per_image.csv", index_col="index").sort_index()
+        share = 100.0 * rows["cells_correct"].astype(float) / rows["cells"].astype(float)
+        return share if metric == "corruptions_acc" else 100.0 - share
     return None

@@ -4,7 +4,10 @@ Cells come from the official files when ``source`` is ``official`` (or ``auto`` 
 holding them), else from the engine, generated batch by batch on the evaluation device with the same
 per-image seeds as ``robustkd corrupt`` (so both give the same images). Each finished cell is appended
 to ``cells.csv`` in the work folder; a killed run resumes after the last finished cell. Cells are the work items
-that shards share (robustkd/evaluate/sharding.py): a cell is evaluated whole by one process.
+that shards share (robustkd/evaluate/sharding.py): a cell is evaluated whole by one process. Each cell's
+predictions are kept (``cell_predictions/<corruption>-s<severity>.npy``, int16, written before the cell's row), and
+``per_image.csv`` counts, per evaluated image, the cells it was classified correctly in: the per-image form of
+``corruptions_acc`` (its mean over images is that accuracy), read by ``compare --interval images``.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from robustkd.evaluate.test_images import TestImages  # noqa: E402
 from robustkd.utils.atomic import write_text_atomic, write_with_atomic  # noqa: E402
 
 CELL_COLUMNS = ["corruption", "severity", "n", "accuracy", "ece", "nll", "source"]
+PREDICTIONS_DIR = "cell_predictions"
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class CorruptionSuite(Suite[CorruptionParams]):
         if cells is None:
             return None
         metrics = summarise_cells(cells, ctx.clean_accuracy, params, ctx.dataset, work)
+        write_per_image(work, cells, ctx.images.labels)
         protocol = {"source": source.kind, "official_dir": str(source.folder) if source.folder else None,
                     "cell_sources": source_record(source, params, ctx.dataset),
                     "parameters": "cifar (make_cifar_c.py)" if ctx.images.image_size == 32 else
@@ -227,6 +232,8 @@ def evaluate_cells(model: nn.Module, clean: TestImages, params, source: CellSour
         if source.kind == "official":
             _check_official_cell(source, name, len(clean), clean.labels, labels)
         calibration = calibration_metrics(logits, labels, params.n_bins)
+        predictions = logits.argmax(dim=1).to(torch.int16).numpy()
+        write_with_atomic(_cell_predictions_path(work_dir, name, severity), lambda tmp: _save_npy(tmp, predictions))
         row = [name, severity, len(labels), f"{calibration.accuracy:.6f}", f"{calibration.ece:.6f}",
                f"{calibration.nll:.6f}", source.kind]
         table.append([row])
@@ -237,6 +244,35 @@ def evaluate_cells(model: nn.Module, clean: TestImages, params, source: CellSour
     rows = table.consolidate(lambda rows: pd.Series([order.get((c, int(v)), len(order)) for c, v in
                                                      zip(rows["corruption"], rows["severity"])], index=rows.index))
     return rows[[(c, int(v)) in order for c, v in zip(rows["corruption"], rows["severity"])]]
+
+
+def _cell_predictions_path(work_dir: Path, name: str, severity: int) -> Path:
+    return work_dir / PREDICTIONS_DIR / f"{name}-s{int(severity)}.npy"
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:  # a handle: np.save would append ".npy" to the temporary name
+        np.save(handle, array, allow_pickle=False)
+
+
+def write_per_image(work_dir: Path, cells: pd.DataFrame, labels: torch.Tensor) -> None:
+    """``per_image.csv`` (index, label, cells_correct, cells) from every cell's stored predictions; not written
+    when a cell has none (a result resumed from a version that kept only the cells' aggregates)."""
+    paths = [_cell_predictions_path(work_dir, name, severity) for name, severity in zip(cells["corruption"],
+                                                                                        cells["severity"])]
+    if not all(path.is_file() for path in paths):
+        return
+    truth = labels.cpu().numpy()
+    correct = np.zeros(len(truth), dtype=np.int64)
+    for path in paths:
+        predictions = np.load(path, allow_pickle=False)
+        if predictions.shape != truth.shape:
+            raise RobustKDError(f"corruption suite: {path} holds {predictions.shape[0]} predictions; the clean pass "
+                                f"has {truth.shape[0]} images")
+        correct += predictions == truth
+    table = pd.DataFrame({"index": np.arange(len(truth)), "label": truth, "cells_correct": correct,
+                          "cells": len(paths)})
+    write_text_atomic(work_dir / "per_image.csv", table.to_csv(index=False))
 
 
 def _check_official_cell(source: CellSource, name: str, expected: int, clean_labels: torch.Tensor | None,
