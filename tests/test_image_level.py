@@ -85,3 +85,36 @@ def test_compare_gives_image_level_intervals_and_says_which_interval_its_verdict
     expected = hierarchical_bootstrap(scores["cmkd"], scores["kd"])
     assert (image_row["image_ci_low"], image_row["image_ci_high"]) == pytest.approx((expected.low, expected.high))
     assert image_row["p_holm"] == pytest.approx(expected.p_value)
+
+
+def test_holm_from_a_compare_markdown_matches_compare_holm_on_its_database(tmp_path: Path) -> None:
+    """scripts/holm_from_compare.py (for v1 results kept only as Markdown) recovers compare --holm's p-values
+    from the printed per-seed differences (rounded to the printed decimals, hence the tolerance)."""
+    import importlib.util
+
+    from robustkd.results.compare_format import render_comparison
+
+    spec = importlib.util.spec_from_file_location("holm_from_compare", Path(__file__).resolve().parents[1] /
+                                                  "scripts" / "holm_from_compare.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    generator = np.random.default_rng(11)
+    db = tmp_path / "r.db"
+    for seed in range(3):
+        for method, shift in (("cmkd", 3.0), ("dist", 1.0), ("kd", 0.0)):
+            top1 = 50.0 + shift + generator.normal(0.0, 1.0)
+            store.record_result(db, fabricate(tmp_path, method=method, seed=seed, suite="clean",
+                                              metrics={"top1": top1, "top5": 90.0}))
+            store.record_result(db, fabricate(tmp_path, method=method, seed=seed, suite="calibration",
+                                              metrics={"ece": 0.05 + 0.01 * shift + generator.normal(0.0, 0.002),
+                                                       "nll": 2.0, "brier": 0.6}))
+    pairs = [("cmkd", "kd"), ("cmkd", "dist"), ("dist", "kd")]
+    comparison = compare(store.read_results(db), metrics=["clean_acc", "ece"], pairs=pairs, family_wise=True)
+    table = script.holm_table(script.per_seed_rows(render_comparison(comparison, "md")))
+    assert len(table) == 6 and table["family"].eq(6).all()
+    expected = comparison.rows.set_index(["a", "b", "metric"])
+    for row in table.itertuples():
+        a, b = row.pair.split(" − ")
+        reference = expected.loc[(a, b, row.metric)]
+        assert row.p_value == pytest.approx(reference["p_value"], rel=0.05, abs=1e-4)
+        assert row.p_holm == pytest.approx(reference["p_holm"], rel=0.05, abs=1e-4)
