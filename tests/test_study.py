@@ -174,3 +174,22 @@ def test_the_smoke_study_runs_every_stage_and_a_second_run_redoes_nothing(tmp_pa
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("finished already") >= 5 and " added " not in second.stdout
     assert "[cohort main] resnet8 x (ce,kd,dist,cmkd) x seeds 0,1: finished already: runs/smoke/students" in second.stdout
+
+
+@pytest.mark.parametrize("name", ["cmkd", "paper", "quick", "smoke"])
+def test_every_packaged_study_file_is_valid(name: str) -> None:
+    """Each packaged study parses with every check of the format (methods, suites, pairs, folders)."""
+    from robustkd.jobs.study_file import load_study, packaged_study_names
+
+    assert name in packaged_study_names()
+    study = load_study(name)
+    assert study.cohorts and study.evaluations
+
+
+def test_the_cmkd_study_declares_v2s_cohorts_one_seed_each() -> None:
+    from robustkd.jobs.study_file import load_study
+
+    cohorts = {cohort.name: cohort for cohort in load_study("cmkd").cohorts}
+    for seed in range(3):
+        assert cohorts[f"main-v2-s{seed}"].seeds == [seed] and "dkd" in cohorts[f"main-v2-s{seed}"].methods
+        assert cohorts[f"long-s{seed}"].seeds == [seed] and cohorts[f"long-s{seed}"].recipe["epochs"] == 30
