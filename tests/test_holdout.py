@@ -93,3 +93,47 @@ def test_a_cohort_shares_its_holdout(held_out_model: Path, tmp_path: Path) -> No
     for member in ("resnet8-ce-s0", "resnet8-kd-s0"):
         meta = json.loads((cohort / member / "model.json").read_text())
         assert meta["holdout"] == 300 and meta["train_images"] == 700
+
+
+def _write_folder(root: Path, images: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> Path:
+    from PIL import Image
+
+    for index, (image, label) in enumerate(zip(images, labels)):
+        target = root / classes[int(label)] / f"{index:04d}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(target)  # PNG: the same pixels come back
+    return root
+
+
+def test_a_user_named_folder_fits_the_temperature(checkpoint: Path, tmp_path: Path) -> None:
+    """temperature_fit = "folder": the temperature equals one fitted independently on the folder's images."""
+    from robustkd.checkpoint import load_checkpoint
+    from robustkd.evaluate.calibration import fit_temperature
+
+    held = load_image_dataset("synthetic", "train", Path("unused")).rows(900, 1000, "last 100")
+    # ImageFolder numbers the class folders in sorted order: names that sort as the classes do.
+    folder = _write_folder(tmp_path / "held", held.images, held.labels, list(held.classes))
+    suite = tmp_path / "folder.toml"
+    suite.write_text(f'suite = "calibration"\ntemperature_fit = "folder"\nfit_folder = "{folder}"\n')
+    out = tmp_path / "results"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", str(suite), "--out", str(out)]) == 0
+    summary = json.loads(next(out.glob("*/calibration/summary.json")).read_text())
+    assert summary["protocol"]["temperature_fit"].startswith(f"the images of fit_folder {folder}")
+    order = sorted(range(100), key=lambda i: (held.classes[int(held.labels[i])], f"{i:04d}"))  # ImageFolder's order
+    model = load_checkpoint(checkpoint).model.eval()
+    with torch.no_grad():
+        logits = model(held.images[order].float() / 255.0)
+    assert summary["metrics"]["temperature"] == pytest.approx(fit_temperature(logits, held.labels[order]), rel=1e-5)
+
+
+def test_a_folder_of_other_classes_is_refused_before_work(checkpoint: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    held = load_image_dataset("synthetic", "train", Path("unused")).rows(0, 30, "first 30")
+    folder = _write_folder(tmp_path / "three", held.images, held.labels % 3, ["a", "b", "c"])
+    suite = tmp_path / "folder.toml"
+    suite.write_text(f'suite = "calibration"\ntemperature_fit = "folder"\nfit_folder = "{folder}"\n')
+    out = tmp_path / "results"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), "--suite", str(suite), "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "has 3 class folders; the model has 10 classes" in error[0]
+    assert not out.exists() or not [path for path in out.rglob("*") if path.is_file()]

@@ -7,7 +7,8 @@ on its own label, and every image is scored. It works for any model and any data
 
 ``train_holdout``: the last ``holdout`` images of the training split, only for a model whose sidecar says it
 drew its training images from fewer first images (``train_images``, set by ``robustkd train --holdout N``);
-otherwise refused before it is fitted.
+otherwise refused before it is fitted. ``folder``: a user-named folder of held-out images (``fit_folder``). Both
+are read by robustkd/evaluate/held_out_logits.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from robustkd.errors import RobustKDError
 from robustkd.evaluate.calibration import fit_temperature
 
-FITS = ("crossfit", "train_holdout")
+FITS = ("crossfit", "train_holdout", "folder")
 
 
 def crossfit_folds(labels: torch.Tensor) -> torch.Tensor:

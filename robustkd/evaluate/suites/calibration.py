@@ -15,12 +15,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from robustkd.data.loader import TensorBatchLoader
-from robustkd.data.sources import load_image_dataset
 from robustkd.errors import RobustKDError
 from robustkd.evaluate.calibration import calibration_metrics, fit_temperature
 from robustkd.evaluate.context import SuiteContext
-from robustkd.evaluate.predictions import collect_logits
+from robustkd.evaluate.held_out_logits import check_held_out, held_out_logits
 from robustkd.evaluate.reliability import plot_reliability_diagram
 from robustkd.evaluate.suite import Metric, Plot, Suite, SuiteOutput, register_suite
 from robustkd.evaluate.suite_params import param
@@ -30,13 +28,15 @@ from robustkd.utils.atomic import write_text_atomic
 
 @dataclass(frozen=True)
 class CalibrationParams:
-    """``temperature_fit``: crossfit (two class-stratified folds of the test images, default) or train_holdout
-    (the last ``holdout`` training images, for a model trained without them)."""
+    """``temperature_fit``: crossfit (two class-stratified folds of the test images, default), train_holdout
+    (the last ``holdout`` training images, for a model trained without them) or folder (``fit_folder``, images the
+    user names held out); see robustkd/evaluate/held_out_logits.py."""
 
     batch_size: int = param(500, low=1)
     n_bins: int = param(15, low=1)
     temperature_fit: str = param("crossfit", choices=FITS)
     holdout: int = param(5000, low=1)
+    fit_folder: str = param("", path=True)
 
 
 _ERRORS = ("ece", "mce", "adaptive_ece")
@@ -65,7 +65,7 @@ class CalibrationSuite(Suite[CalibrationParams]):
     qualifiers = ("n_bins",)
 
     def check_model(self, params: CalibrationParams, model_info: dict[str, Any]) -> None:
-        check_holdout_unseen(params, model_info)
+        check_held_out(params, model_info)
 
     def run(self, ctx: SuiteContext, params: CalibrationParams, work: Path) -> SuiteOutput:
         fit = fitted_temperature(ctx, params)
@@ -107,38 +107,9 @@ def fitted_temperature(ctx: SuiteContext, params) -> FittedTemperature:
              "scaled by the temperature fitted on the other)", "temperature_fit_folds": list(fit.fold_sizes),
              "temperature": "mean of the two fold temperatures"},
             len(ctx.labels), f"{first:.3f} / {second:.3f}")
-    held_logits, held_labels = holdout_logits(ctx, params)
+    held_logits, held_labels, description = held_out_logits(ctx, params)
     temperature = fit_temperature(held_logits, held_labels)
     return FittedTemperature(torch.full((len(ctx.labels),), temperature, dtype=torch.float64,
                                         device=ctx.logits.device),
-                             {"temperature": temperature},
-                             {"temperature_fit": f"last {len(held_labels)} training images, not trained on"},
+                             {"temperature": temperature}, {"temperature_fit": description},
                              len(held_labels), f"{temperature:.3f}")
-
-
-def holdout_logits(ctx: SuiteContext, params) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of the last ``holdout`` training images (checked against the sidecar by ``check_holdout_unseen``)."""
-    check_holdout_unseen(params, ctx.model_info)
-    train = load_image_dataset(ctx.dataset, "train", ctx.data_dir, allow_embedded=ctx.allow_embedded,
-                               announce=lambda _: None)
-    expected = ctx.model_info["train_split_images"]
-    if len(train) != expected:
-        raise RobustKDError(f"calibration: the training split in {ctx.data_dir} has {len(train)} images; the model's "
-                            f"sidecar says {expected}: its held-out images cannot be located")
-    held = train.rows(len(train) - params.holdout, len(train), f"last {params.holdout}")
-    loader = TensorBatchLoader(held, params.batch_size, ctx.device, train=False)
-    return collect_logits(ctx.model, loader, ctx.num_classes)
-
-
-def check_holdout_unseen(params, model_info: dict[str, Any]) -> None:
-    """With ``temperature_fit = "train_holdout"``: refuse a model whose sidecar does not say that its training
-    never drew the last ``holdout`` training images (``train_images`` of ``train_split_images``, written by
-    ``robustkd train``/``distill``; ``--holdout N`` makes the last N unseen)."""
-    if params.temperature_fit != "train_holdout":
-        return
-    seen, split = model_info.get("train_images"), model_info.get("train_split_images")
-    if seen is None or split is None or split - seen < params.holdout:
-        trained = "an unknown number of" if seen is None or split is None else f"the first {seen} of {split}"
-        raise RobustKDError(f"calibration: temperature_fit = \"train_holdout\" fits on the last {params.holdout} "
-                            f"training images, but the model trained on {trained} images; use temperature_fit = "
-                            f"\"crossfit\" (the default) or a model trained with --holdout {params.holdout}")

@@ -26,7 +26,8 @@ from robustkd.evaluate.context import SuiteContext  # noqa: E402
 from robustkd.evaluate.shard_table import ShardTable  # noqa: E402
 from robustkd.evaluate.suite import Metric, Need, Plot, Suite, SuiteOutput, register_suite  # noqa: E402
 from robustkd.evaluate.suite_params import param  # noqa: E402
-from robustkd.evaluate.suites.calibration import check_holdout_unseen, fitted_temperature  # noqa: E402
+from robustkd.evaluate.held_out_logits import check_held_out  # noqa: E402
+from robustkd.evaluate.suites.calibration import fitted_temperature  # noqa: E402
 from robustkd.evaluate.suites.corruption import cell_logits, generated_cell  # noqa: E402
 from robustkd.evaluate.temperature_fit import FITS  # noqa: E402
 from robustkd.utils.atomic import write_with_atomic  # noqa: E402
@@ -46,6 +47,7 @@ class ShiftCalibrationParams:
     n_bins: int = param(15, low=1)
     temperature_fit: str = param("crossfit", choices=FITS)
     holdout: int = param(5000, low=1)
+    fit_folder: str = param("", path=True)
 
 
 @register_suite
@@ -70,7 +72,7 @@ class ShiftCalibrationSuite(Suite[ShiftCalibrationParams]):
     position = 45
 
     def check_model(self, params: ShiftCalibrationParams, model_info: dict[str, Any]) -> None:
-        check_holdout_unseen(params, model_info)
+        check_held_out(params, model_info)
 
     def run(self, ctx: SuiteContext, params: ShiftCalibrationParams, work: Path) -> SuiteOutput | None:
         fit = fitted_temperature(ctx, params)
