@@ -89,10 +89,17 @@ def test_a_cohort_shares_its_holdout(held_out_model: Path, tmp_path: Path) -> No
     cohort = tmp_path / "cohort"
     assert main(["distill", "--teacher", str(held_out_model), "--student", "resnet8", "--method", "ce,kd",
                  "--dataset", "synthetic", "--epochs", "1", "--batch-size", "50", "--milestones", "1",
-                 "--holdout", "300", "--threads", "1", "--run-dir", str(cohort)]) == 0
-    for member in ("resnet8-ce-s0", "resnet8-kd-s0"):
+                 "--seeds", "0,1", "--holdout", "300", "--threads", "1", "--run-dir", str(cohort)]) == 0
+    for member in ("resnet8-ce-s0", "resnet8-kd-s0", "resnet8-ce-s1", "resnet8-kd-s1"):
         meta = json.loads((cohort / member / "model.json").read_text())
         assert meta["holdout"] == 300 and meta["train_images"] == 700
+        assert meta["train_split_images"] == SYNTHETIC_TRAIN_IMAGES  # the second seed's loader too
+
+
+def test_a_holdout_of_the_whole_split_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--model", "resnet8", "--dataset", "synthetic", "--epochs", "1", "--holdout", "1000",
+                 "--run-dir", str(tmp_path / "run")]) == 2
+    assert "holdout 1000 leaves no synthetic train images (the split has 1000)" in capsys.readouterr().err
 
 
 def _write_folder(root: Path, images: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> Path:

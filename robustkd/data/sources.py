@@ -125,6 +125,8 @@ def make_loader(
         return folder_loader
     dataset = load_image_dataset(name, split, data_dir, allow_embedded=allow_embedded, announce=announce)
     split_images = len(dataset)
+    if holdout >= split_images:
+        raise RobustKDError(f"data: holdout {holdout} leaves no {name} {split} images (the split has {split_images})")
     if holdout:
         dataset = dataset.rows(0, max(0, split_images - holdout), f"last {holdout} held out")
     if limit is not None:

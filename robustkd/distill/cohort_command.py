@@ -53,8 +53,8 @@ from robustkd.utils.seeding import enable_determinism, seed_everything
 COHORT_FILE = "cohort.json"
 COHORT_FORMAT = "robustkd-cohort-1"
 # Fields every member must share: they decide the batches (per seed), the test set and the epoch loop.
-SHARED_FIELDS = ("dataset", "batch_size", "noise_sd", "train_limit", "holdout", "test_limit", "epochs", "channels_last", "amp",
-                 "device", "deterministic", "teacher", "fuse_teacher")
+SHARED_FIELDS = ("dataset", "batch_size", "noise_sd", "train_limit", "holdout", "test_limit", "epochs", "channels_last",
+                 "amp", "device", "deterministic", "teacher", "fuse_teacher")
 
 
 @dataclass(frozen=True)
@@ -230,9 +230,11 @@ def _train(members: list[PlannedMember], cohort_dir: Path, record: dict[str, Any
             loaders[seed] = TensorBatchLoader(earlier.dataset, first.batch_size, placement.device, train=True, seed=seed,
                                               noise_sd=first.noise_sd, rank=placement.rank,
                                               world_size=placement.world_size, channels_last=first.channels_last)
+            loaders[seed].split_images = earlier.split_images
         else:
             loaders[seed] = make_loader(first.dataset, "train", data_dir, first.batch_size, placement.device, train=True,
-                                        seed=seed, noise_sd=first.noise_sd, limit=first.train_limit, holdout=first.holdout, **common)
+                                        seed=seed, noise_sd=first.noise_sd, limit=first.train_limit,
+                                        holdout=first.holdout, **common)
     test_loader = make_loader(first.dataset, "test", data_dir, 500, placement.device, train=False,
                               limit=first.test_limit, **common)
     any_loader = next(iter(loaders.values()))

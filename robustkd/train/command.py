@@ -145,7 +145,8 @@ def _execute(
     common = dict(rank=placement.rank, world_size=placement.world_size, channels_last=config.channels_last,
                   allow_embedded=allow_embedded, announce=announce if placement.is_main else (lambda _: None))
     train_loader = make_loader(config.dataset, "train", data_dir, config.batch_size, placement.device, train=True,
-                               seed=config.seed, noise_sd=config.noise_sd, limit=config.train_limit, holdout=config.holdout, **common)
+                               seed=config.seed, noise_sd=config.noise_sd, limit=config.train_limit,
+                               holdout=config.holdout, **common)
     test_loader = make_loader(config.dataset, "test", data_dir, 500, placement.device, train=False,
                               limit=config.test_limit, **common)
     source = getattr(getattr(train_loader, "dataset", None), "source", f"folders:{data_dir}")
