@@ -85,6 +85,12 @@ def test_compare_gives_image_level_intervals_and_says_which_interval_its_verdict
     expected = hierarchical_bootstrap(scores["cmkd"], scores["kd"])
     assert (image_row["image_ci_low"], image_row["image_ci_high"]) == pytest.approx((expected.low, expected.high))
     assert image_row["p_holm"] == pytest.approx(expected.p_value)
+    # Both intervals side by side in the per-seed table, whichever decides the verdicts.
+    from robustkd.results.compare_format import render_comparison
+
+    shown = render_comparison(seeds, "md")
+    assert "| CI over seeds and images |" in shown
+    assert f"[{image_row['image_ci_low']:+.2f}, {image_row['image_ci_high']:+.2f}]" in shown
 
 
 def test_holm_from_a_compare_markdown_matches_compare_holm_on_its_database(tmp_path: Path) -> None:

@@ -46,6 +46,9 @@ def _evaluated_on(row: dict) -> str:
     return f"{row['suite']} {row['subset']} (suite {row['suite_sha256'][:8]})"
 
 
+IMAGE_CI = "CI over seeds and images"
+
+
 def per_seed_display(rows: pd.DataFrame) -> pd.DataFrame:
     """One line per pair and metric: the per-seed differences and their statistics, formatted."""
     lines = []
@@ -61,8 +64,13 @@ def per_seed_display(rows: pd.DataFrame) -> pd.DataFrame:
             f"{100 * row['confidence']:g} % CI": _interval(row),
             "wins a/b/tie": f"{row['wins_a']}/{row['wins_b']}/{row['ties']}",
             "dropped": " ".join(row["dropped"]) or "-", "verdict": row["verdict"],
+            IMAGE_CI: "-" if pd.isna(row.get("image_ci_low", float("nan"))) else
+            f"[{_signed(row['image_ci_low'], digits)}, {_signed(row['image_ci_high'], digits)}]",
         })
-    return pd.DataFrame(lines)
+    table = pd.DataFrame(lines)
+    if table.empty or table[IMAGE_CI].eq("-").all():  # no metric with per-image files: the column says nothing
+        return table.drop(columns=[IMAGE_CI], errors="ignore")
+    return table
 
 
 def verdict_display(rows: pd.DataFrame, pairs: list[tuple[str, str]]) -> pd.DataFrame:
