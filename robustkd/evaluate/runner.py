@@ -67,8 +67,10 @@ def training_record(model_info: dict[str, Any]) -> dict[str, Any]:
     AMP) without the fields of ``NOT_TRAINING``, plus the epochs it actually completed (a stopped run's
     checkpoint holds fewer than configured)."""
     hyperparameters = model_info.get("hyperparameters") or {}
+    from robustkd.train.config import without_later_defaults
+
     record = {key: value for key, value in sorted(hyperparameters.items()) if key not in NOT_TRAINING}
-    return {**record, "epochs_completed": model_info.get("epoch")}
+    return {**without_later_defaults(record), "epochs_completed": model_info.get("epoch")}
 
 
 def package_versions() -> dict[str, str]:

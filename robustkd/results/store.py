@@ -362,4 +362,16 @@ def read_results(db: Path) -> pd.DataFrame:
     for column in COLUMNS:
         if column not in frame.columns:  # a read-only database of an older schema
             frame[column] = None
+    frame["training"] = frame["training"].map(_canonical_training)
     return frame
+
+
+def _canonical_training(text: str | None) -> str | None:
+    """A stored training record without the later fields at their defaults (robustkd/train/config.py), so
+    results recorded before and after such a field existed group together."""
+    from robustkd.train.config import without_later_defaults
+
+    if not text:
+        return text
+    record = json.loads(text)
+    return json.dumps(without_later_defaults(record), sort_keys=True) if isinstance(record, dict) else text

@@ -103,6 +103,17 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+# Fields added after results were first recorded: a training record leaves them out at these defaults, so one
+# training reads the same whether it was recorded before or after the field existed (groups and pairs stay whole).
+LATER_FIELD_DEFAULTS: dict[str, Any] = {"holdout": 0}
+
+
+def without_later_defaults(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` without the ``LATER_FIELD_DEFAULTS`` fields that hold their default."""
+    return {key: value for key, value in record.items()
+            if not (key in LATER_FIELD_DEFAULTS and value == LATER_FIELD_DEFAULTS[key])}
+
+
 RECIPES: Registry[dict[str, Any]] = Registry("recipe")
 RECIPES.add("paper", {"epochs": 240, "batch_size": 64, "lr": 0.05, "milestones": [150, 180, 210]})
 # quick: a few CPU-minutes per epoch for the small CIFAR models; the same step-decay shape, compressed.
