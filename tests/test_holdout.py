@@ -144,3 +144,18 @@ def test_a_folder_of_other_classes_is_refused_before_work(checkpoint: Path, tmp_
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "has 3 class folders; the model has 10 classes" in error[0]
     assert not out.exists() or not [path for path in out.rglob("*") if path.is_file()]
+
+
+def test_a_training_record_reads_the_same_with_or_without_a_later_field_at_its_default() -> None:
+    """Results recorded before ``holdout`` existed and after (holdout=0) group and pair together."""
+    from robustkd.evaluate.runner import training_record
+    from robustkd.results.store import _canonical_training
+
+    before = {"hyperparameters": {"epochs": 30, "lr": 0.1, "seed": 0}, "epoch": 30}
+    after = {"hyperparameters": {"epochs": 30, "lr": 0.1, "seed": 0, "holdout": 0}, "epoch": 30}
+    held = {"hyperparameters": {"epochs": 30, "lr": 0.1, "seed": 0, "holdout": 5000}, "epoch": 30}
+    assert training_record(before) == training_record(after) and "holdout" in training_record(held)
+    stored_after = json.dumps({"epochs": 30, "holdout": 0}, sort_keys=True)
+    assert _canonical_training(stored_after) == json.dumps({"epochs": 30}, sort_keys=True)
+    assert _canonical_training(json.dumps({"epochs": 30, "holdout": 7})) == json.dumps({"epochs": 30, "holdout": 7})
+    assert _canonical_training(None) is None

@@ -15,7 +15,7 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -366,12 +366,12 @@ def read_results(db: Path) -> pd.DataFrame:
     return frame
 
 
-def _canonical_training(text: str | None) -> str | None:
+def _canonical_training(text: Any) -> Any:
     """A stored training record without the later fields at their defaults (robustkd/train/config.py), so
     results recorded before and after such a field existed group together."""
     from robustkd.train.config import without_later_defaults
 
-    if not text:
+    if not isinstance(text, str) or not text:  # NULL (None or NaN) stays as it is
         return text
     record = json.loads(text)
     return json.dumps(without_later_defaults(record), sort_keys=True) if isinstance(record, dict) else text
