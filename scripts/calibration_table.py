@@ -36,8 +36,9 @@ def calibration_table(db: Path) -> pd.DataFrame:
     table.insert(0, "model", about["model_name"])
     table.insert(1, "method", about["method"].fillna("trained"))
     table.insert(2, "seed", about["seed"])
-    table.insert(3, "epochs", [json.loads(text or "{}").get("epochs") for text in about["training"]])
-    table["temperature_fit"] = [json.loads(text or "{}").get("temperature_fit") for text in about["protocol"]]
+    # Series, not lists: the pivot's rows are sorted by checkpoint, ``about``'s are in the database's order.
+    table.insert(3, "epochs", about["training"].map(lambda text: json.loads(text or "{}").get("epochs")))
+    table["temperature_fit"] = about["protocol"].map(lambda text: json.loads(text or "{}").get("temperature_fit"))
     table = table.reset_index().drop(columns=["result_dir"])
     table["checkpoint_sha256"] = table["checkpoint_sha256"].str[:12]
     return table.sort_values(["epochs", "method", "seed"], na_position="first")
