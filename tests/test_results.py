@@ -270,6 +270,11 @@ def test_only_checkpoints_differing_in_their_seed_are_grouped(tmp_path: Path) ->
     assert table["clean_acc"].tolist() == pytest.approx([(10.0 + 12.0 + 12.0) / 3, 20.0, 30.0])
     shown = display_table(table)
     assert "±" not in " ".join(shown["clean_acc"].iloc[1:])  # a group of one has no spread
+    # One name per model: the settings that differ between the three are appended to each name, and only those.
+    assert list(table["model"]) == [
+        'resnet8/kd (epochs_completed=3, lr_decay=0.1, train_limit=null)',
+        'resnet8/kd (epochs_completed=1, lr_decay=0.1, train_limit=null)',
+        'resnet8/kd (epochs_completed=3, lr_decay=0.2, train_limit=50)']
 
 
 def test_grid_export_without_corruption_results_is_refused_before_writing(

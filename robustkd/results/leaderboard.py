@@ -81,9 +81,10 @@ def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFra
     best = _best_rows(results.fillna({"teacher_sha256": "", "method": "", "kind": "", "method_options": "null",
                                       "training": "null"}))
     per_checkpoint = best.drop_duplicates("checkpoint_sha256").set_index("checkpoint_sha256")[GROUP_KEYS + ["seed"]]
-    rows = []
+    rows, trainings = [], []
     for key, members in per_checkpoint.groupby(GROUP_KEYS, dropna=False, sort=True):
         identity = dict(zip(GROUP_KEYS, key))
+        trainings.append(json.loads(identity["training"] or "null"))
         checkpoints = list(members.index)
         seeds = sorted(int(s) for s in members["seed"].dropna())
         mine = best[best["checkpoint_sha256"].isin(checkpoints)]
@@ -109,9 +110,26 @@ def build_leaderboard(results: pd.DataFrame, radius: float = 0.25) -> pd.DataFra
         row["subsets"] = " ".join(sorted(subsets))
         row["protocols"] = " ".join(sorted(protocols))
         rows.append(row)
+    _name_training_differences(rows, trainings)
     order = IDENTITY_COLUMNS + [name for column in columns
                                 for name in (column.name, f"{column.name}_std", f"{column.name}_n")]
     return pd.DataFrame(rows)[order]
+
+
+def _name_training_differences(rows: list[dict], trainings: list[dict | None]) -> None:
+    """Rows that would share a model name but were trained differently (10 and 30 epochs of one method) get
+    the training settings that tell them apart appended, e.g. ``resnet8/cmkd (epochs=30, milestones=[15, 24])``."""
+    by_name: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        by_name.setdefault(row["model"], []).append(index)
+    for indices in by_name.values():
+        settings = [trainings[index] or {} for index in indices]
+        keys = sorted({key for setting in settings for key in setting})
+        differing = [key for key in keys if len({json.dumps(s.get(key), sort_keys=True) for s in settings}) > 1]
+        for index, setting in zip(indices, settings):
+            if differing:
+                shown = ", ".join(f"{key}={json.dumps(setting.get(key))}" for key in differing)
+                rows[index]["model"] = f"{rows[index]['model']} ({shown})"
 
 
 def filter_and_sort(table: pd.DataFrame, *, dataset: str | None = None, method: str | None = None,
