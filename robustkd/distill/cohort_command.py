@@ -42,6 +42,7 @@ from robustkd.errors import RobustKDError
 from robustkd.models import build_model
 from robustkd.train.distributed import close_placement, init_placement
 from robustkd.train.command import default_run_dir
+from robustkd.train.compiled_step import compiled_inference
 from robustkd.train.run_dir import RunDirectory
 from robustkd.train.skip_finished import check_same_run, run_state
 from robustkd.train.sidecar import training_sidecar
@@ -53,7 +54,7 @@ from robustkd.utils.seeding import enable_determinism, seed_everything
 COHORT_FILE = "cohort.json"
 COHORT_FORMAT = "robustkd-cohort-1"
 # Fields every member must share: they decide the batches (per seed), the test set and the epoch loop.
-SHARED_FIELDS = ("dataset", "batch_size", "noise_sd", "train_limit", "holdout", "test_limit", "epochs", "channels_last",
+SHARED_FIELDS = ("dataset", "batch_size", "noise_sd", "train_limit", "holdout", "test_limit", "epochs", "channels_last", "compile",
                  "amp", "device", "deterministic", "teacher", "fuse_teacher")
 
 
@@ -267,6 +268,8 @@ def _train(members: list[PlannedMember], cohort_dir: Path, record: dict[str, Any
         cohort_members.append(member)
     uses_teacher = [member for member in cohort_members if member.uses_teacher]
     teacher_logits = uses_teacher[0].run.task.teacher_logits if uses_teacher else (lambda inputs: None)
+    if uses_teacher and first.compile:  # the shared teacher forward compiled too (robustkd/train/compiled_step.py)
+        teacher_logits = compiled_inference(teacher_logits, placement.device)
 
     def on_diverged(member: CohortMember) -> None:
         record["status"][member.name] = member.diverged

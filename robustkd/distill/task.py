@@ -14,7 +14,7 @@ from robustkd.train.task import TrainingTask
 
 class DistillationTask(TrainingTask):
     """``forward(x, y)`` -> (student logits, named losses). Loss terms are computed in float32 even under
-    autocast (correlations and ranks of half-precision logits lose too much)."""
+    autocast (correlations and ranks of half-precision logits lose too much); float64 logits stay float64."""
 
     def __init__(self, student: Normalized, teacher: Normalized, method: Method, teacher_meta: dict[str, Any],
                  fuse_teacher: bool = True) -> None:
@@ -42,7 +42,8 @@ class DistillationTask(TrainingTask):
         elif teacher_logits is None:
             teacher_logits = self.teacher_logits(inputs)
         with torch.autocast(inputs.device.type, enabled=False):
-            losses = self.method.losses(student_logits.float(), teacher_logits, labels)
+            wide = student_logits if student_logits.dtype == torch.float64 else student_logits.float()
+            losses = self.method.losses(wide, teacher_logits, labels)
         return student_logits, losses
 
     @torch.no_grad()

@@ -22,6 +22,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from robustkd.errors import RobustKDError
+from robustkd.train.compiled_step import (compile_mode, compiled_forward, compiled_optimizer_step,
+                                          draws_random_numbers, uses_cuda_graphs)
 from robustkd.train.config import TrainConfig
 from robustkd.train.evaluate import evaluate_accuracy
 from robustkd.train.run_dir import RunDirectory
@@ -77,7 +79,14 @@ class StudentRun:
         if placement.world_size > 1:
             device_ids = [placement.device.index] if placement.device.type == "cuda" else None
             forward = DistributedDataParallel(self.task, device_ids=device_ids)
-        self.forward = torch.compile(forward) if config.compile else forward
+        self.forward = forward
+        self._optimizer_step = self.optimizer.step
+        self.compile_mode: str | None = None
+        if config.compile:  # robustkd/train/compiled_step.py: forward + loss + backward, and the optimizer step
+            self.compile_mode = compile_mode(placement.device, draws_random_numbers(self.student))
+            self._compiled_forward = compiled_forward(forward, self.compile_mode)
+            if not self.scaler.is_enabled():  # fp16: the GradScaler steps the optimizer itself
+                self._optimizer_step = compiled_optimizer_step(self.optimizer)
         self.next_epoch = 1
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
@@ -128,13 +137,22 @@ class StudentRun:
         if self._rng is not None:
             restore_rng(self._rng, self.placement.device)
         device = self.placement.device
+        graphed = self.compile_mode is not None and uses_cuda_graphs(self.compile_mode)
+        if graphed:
+            torch.compiler.cudagraph_mark_step_begin()  # this step's outputs are new; the last step's are consumed
         with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            logits, losses = self.forward(inputs, labels, **task_inputs)
-            loss = sum(losses.values())
+            if self.compile_mode is None:
+                logits, losses = self.forward(inputs, labels, **task_inputs)
+                loss = sum(losses.values())
+            else:
+                logits, losses, loss = self._compiled_forward(inputs, labels, **task_inputs)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:  # what GradScaler.step does when disabled, with the optimizer step compiled under --compile
+            self._optimizer_step()
         if self._rng is not None:
             self._rng = capture_rng(device)
         self.global_step += 1
@@ -142,7 +160,8 @@ class StudentRun:
         for name, value in losses.items():
             sums[name] = sums.get(name, torch.zeros((), device=device)) + value.detach().float()
         state["correct"] += (logits.detach().argmax(1) == labels).sum()
-        state["pending"].append(loss.detach().float())
+        # a CUDA graph's output is overwritten by its next replay: the copy kept for the finite check is taken now
+        state["pending"].append(loss.detach().float().clone() if graphed else loss.detach().float())
         state["seen"] += len(labels)
         state["step"] += 1
         if len(state["pending"]) >= CHECK_EVERY_STEPS:

@@ -1,0 +1,95 @@
+"""The training step with its launch overhead compiled away (``--compile``): one student's forward and loss,
+backward and optimizer step as a few large kernels instead of hundreds of small ones.
+
+What is compiled, with ``torch.compile`` (static shapes: a training loader drops its last partial batch):
+
+- the task's forward, its loss terms and their sum (AOTAutograd compiles the backward with it);
+- the optimizer step (``torch.optim.SGD``'s foreach update fused by inductor); with ``--amp fp16`` the
+  GradScaler steps the optimizer itself and that step stays eager.
+
+Mode, per device: on CUDA ``reduce-overhead`` (inductor kernels replayed as CUDA graphs, PyTorch's cudagraph
+trees) for a student whose step draws no random numbers, ``default`` (inductor, no graphs) for one that does
+(dropout): a CUDA graph replays the random draws it captured unless its generator state is registered with
+it, so robustkd does not graph a stochastic step and keeps swapping each student's RNG state on the host, as
+the plain step does. On the CPU ``default``. There is no silent fallback: a model torch.compile cannot
+compile fails the run with torch's error.
+
+Results equal the plain step's within float rounding (inductor fuses and reorders reductions): the tolerance
+is stated and tested in tests/test_compiled_step.py; the plain step stays the default and keeps its CPU
+bit-identity tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+# Modules whose forward in training mode draws from torch's RNG when their probability is positive.
+_STOCHASTIC_TYPES: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd,)
+_STOCHASTIC_NAMES = ("DropPath", "DropBlock", "StochasticDepth")  # timm's and torchvision's, matched by name
+
+
+def draws_random_numbers(model: nn.Module) -> bool:
+    """True if a training-mode forward of ``model`` can draw random numbers (dropout, drop-path, RReLU with
+    a positive probability or range). Judged from the module types, not by running the model."""
+    for module in model.modules():
+        if isinstance(module, nn.RReLU) and module.lower != module.upper:
+            return True
+        probability = getattr(module, "p", None)
+        if isinstance(module, _STOCHASTIC_TYPES) and (probability is None or probability > 0):
+            return True
+        if any(name in type(module).__name__ for name in _STOCHASTIC_NAMES):
+            rate = getattr(module, "drop_prob", getattr(module, "p", 1.0))
+            if rate is None or rate > 0:
+                return True
+    return False
+
+
+def compile_mode(device: torch.device, stochastic: bool) -> str:
+    """The torch.compile mode of a training step on ``device``: CUDA graphs only for a step without random draws."""
+    return "reduce-overhead" if device.type == "cuda" and not stochastic else "default"
+
+
+def uses_cuda_graphs(mode: str) -> bool:
+    return mode == "reduce-overhead"
+
+
+def compiled_forward(forward: nn.Module, mode: str) -> Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor],
+                                                                           torch.Tensor]]:
+    """``forward(inputs, labels, **task_inputs) -> (logits, losses)`` compiled together with the sum of the loss
+    terms; the compiled callable returns ``(logits, losses, loss)``. Call it under the step's autocast."""
+
+    def forward_and_loss(inputs: torch.Tensor, labels: torch.Tensor, **task_inputs: torch.Tensor | None):
+        logits, losses = forward(inputs, labels, **task_inputs)
+        return logits, losses, sum(losses.values())
+
+    return torch.compile(forward_and_loss, mode=mode, dynamic=False)
+
+
+def compiled_optimizer_step(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+    """``optimizer.step()`` compiled (the learning rate is read as a symbolic float: a new value at a milestone
+    does not recompile). Not graphed: the step is a handful of fused foreach kernels already."""
+
+    @torch.compile(mode="default", dynamic=False)
+    def step() -> None:
+        optimizer.step()
+
+    return step
+
+
+def compiled_inference(function: Callable[[torch.Tensor], torch.Tensor], device: torch.device,
+                       ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A frozen model's ``function(inputs) -> outputs`` (no random draws) compiled for ``device``. Under CUDA
+    graphs the output is copied out of the graph's memory, which the students' steps reuse."""
+    mode = compile_mode(device, stochastic=False)
+    compiled = torch.compile(function, mode=mode, dynamic=False)
+    if not uses_cuda_graphs(mode):
+        return compiled
+
+    def graphed(inputs: torch.Tensor) -> torch.Tensor:
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(inputs).clone()
+
+    return graphed
