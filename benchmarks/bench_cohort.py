@@ -10,14 +10,20 @@ the training steps of one epoch of ``--steps`` batches (a warm-up epoch first; n
 Prints seconds per batch for each separate run, their sum, the cohort's, and the ratio; the teacher
 forward and one student step are timed alone too, to show where the time goes. Median of --repeats.
 
+``--variants plain compiled``: ``compiled`` is the cohort under ``--compile`` (robustkd/train/compiled_step.py:
+each member's step and the shared teacher forward compiled, CUDA graphs on CUDA), timed in the same rounds
+against the same separate runs (the plain loop, today's reference). The GPU goals for the paper pair at batch
+64: the 240-epoch extrapolation <= 30 min and >= 4x the separate runs.
+
     python benchmarks/bench_cohort.py --teacher resnet32x4 --student resnet8x4 --batch-size 64
     python benchmarks/bench_cohort.py --teacher resnet20 --student resnet8 --batch-size 128 --steps 20
-    python benchmarks/bench_cohort.py --device cuda --tile --steps 200
+    python benchmarks/bench_cohort.py --device cuda --tile --steps 200 --variants plain compiled
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -37,6 +43,7 @@ from robustkd.distill.task import DistillationTask
 from robustkd.distill.teacher import frozen_teacher
 from robustkd.models import build_model
 from robustkd.train.loop import Placement, Trainer
+from robustkd.train.compiled_step import compiled_inference
 from robustkd.train.run_dir import RunDirectory
 from robustkd.train.student_run import StudentRun
 from robustkd.utils.device import resolve_device
@@ -72,6 +79,8 @@ def main() -> None:
     parser.add_argument("--extrapolate", type=int, default=240, metavar="EPOCHS",
                         help="also print the training time of this many 50,000-image epochs (default 240: the paper "
                              "protocol), from the measured time per batch (evaluation and saving not included)")
+    parser.add_argument("--variants", nargs="+", choices=["plain", "compiled"], default=["plain"],
+                        help="cohort variants timed against the separate runs (compiled: --compile)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -95,11 +104,17 @@ def main() -> None:
 
     solos = {method: Trainer(config, _task(args.student, teacher, method, dataset, 0), loader, None, _run_dir(),
                              placement, {}, announce=lambda _: None) for method in methods}
-    members = [CohortMember(method, 0, StudentRun(config, _task(args.student, teacher, method, dataset, 0), _run_dir(),
-                                                  placement, {}, isolate_rng=True),
-                            parse_method(method, DistillOptions()).uses_teacher) for method in methods]
-    teacher_logits = next(m.run.task.teacher_logits for m in members if m.uses_teacher)
-    cohort = CohortTrainer(members, {0: loader}, None, teacher_logits, placement, config.epochs, announce=lambda _: None)
+    cohorts: dict[str, tuple[CohortTrainer, list[CohortMember]]] = {}
+    for variant in args.variants:
+        variant_config = dataclasses.replace(config, compile=variant == "compiled")
+        members = [CohortMember(method, 0, StudentRun(variant_config, _task(args.student, teacher, method, dataset, 0),
+                                                      _run_dir(), placement, {}, isolate_rng=True),
+                                parse_method(method, DistillOptions()).uses_teacher) for method in methods]
+        teacher_logits = next(m.run.task.teacher_logits for m in members if m.uses_teacher)
+        if variant == "compiled":
+            teacher_logits = compiled_inference(teacher_logits, device)
+        cohorts[variant] = (CohortTrainer(members, {0: loader}, None, teacher_logits, placement, config.epochs,
+                                          announce=lambda _: None), members)
 
     def timed(action) -> float:
         _sync(device)
@@ -114,36 +129,40 @@ def main() -> None:
                 teacher(inputs)
 
     times: dict[str, list[float]] = {f"separate:{m}": [] for m in methods}
-    times.update({"cohort": [], "teacher_forward": []})
-    for repeat in range(args.repeats + 1):  # the first round warms up and is not recorded
+    times.update({f"cohort:{variant}": [] for variant in args.variants} | {"teacher_forward": []})
+    for repeat in range(args.repeats + 1):  # the first round warms up (and compiles) and is not recorded
         measured = {f"separate:{m}": timed(lambda m=m: solos[m].train_epoch(1)) for m in methods}
-        measured["cohort"] = timed(lambda: cohort.train_epoch(0, members, 1))
+        for variant, (cohort, members) in cohorts.items():
+            measured[f"cohort:{variant}"] = timed(lambda: cohort.train_epoch(0, members, 1))
         measured["teacher_forward"] = timed(teacher_only)
         if repeat:
             for key, value in measured.items():
                 times[key].append(value)
     medians = {key: statistics.median(values) for key, values in times.items()}
     separate = sum(medians[f"separate:{m}"] for m in methods)
-    ratio = separate / medians["cohort"]
+    ratios = {variant: separate / medians[f"cohort:{variant}"] for variant in args.variants}
     print(f"{args.teacher} -> {args.student}, methods {args.methods}; device {device}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, batch {args.batch_size}, {args.steps} batches, amp {args.amp}, "
           f"median of {args.repeats}; data {dataset.source}")
     for key, value in medians.items():
         print(f"  {key:22s} {1000 * value:8.1f} ms/batch")
     print(f"  separate runs, summed  {1000 * separate:8.1f} ms/batch")
-    print(f"  cohort / separate: {ratio:.2f}x faster (students trained per second: "
-          f"{len(methods) * args.batch_size / medians['cohort']:.0f} vs {len(methods) * args.batch_size / separate:.0f} img/s)")
     batches = args.extrapolate * (50000 // args.batch_size)
-    estimate = {"epochs": args.extrapolate, "cohort_minutes": batches * medians["cohort"] / 60,
-                "separate_minutes": batches * separate / 60}
-    print(f"  {args.extrapolate} epochs of 50,000 images: cohort {estimate['cohort_minutes']:.0f} min, separate runs "
-          f"{estimate['separate_minutes']:.0f} min (training steps only)")
+    estimate = {"epochs": args.extrapolate, "separate_minutes": batches * separate / 60}
+    for variant, ratio in ratios.items():
+        cohort_seconds = medians[f"cohort:{variant}"]
+        estimate[f"cohort:{variant}_minutes"] = batches * cohort_seconds / 60
+        print(f"  cohort ({variant}) / separate: {ratio:.2f}x faster (students trained per second: "
+              f"{len(methods) * args.batch_size / cohort_seconds:.0f} vs {len(methods) * args.batch_size / separate:.0f} "
+              f"img/s); {args.extrapolate} epochs of 50,000 images: {estimate[f'cohort:{variant}_minutes']:.1f} min")
+    print(f"  {args.extrapolate} epochs of 50,000 images, separate runs: {estimate['separate_minutes']:.1f} min "
+          f"(training steps only)")
     if args.json:
         args.json.write_text(json.dumps({"teacher": args.teacher, "student": args.student, "methods": methods,
                                          "device": str(device), "torch": torch.__version__, "batch_size": args.batch_size,
                                          "steps": args.steps, "amp": args.amp, "threads": torch.get_num_threads(),
                                          "seconds_per_batch_median": medians, "runs": times,
-                                         "separate_sum": separate, "ratio": ratio, "extrapolation": estimate}, indent=2))
+                                         "separate_sum": separate, "ratios": ratios, "extrapolation": estimate}, indent=2))
 
 
 if __name__ == "__main__":

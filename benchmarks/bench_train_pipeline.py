@@ -150,6 +150,9 @@ def main() -> None:
     parser.add_argument("--tile", action="store_true", help="repeat the data to reach --images (e.g. the embedded subset on a GPU)")
     parser.add_argument("--method", help="distil with this method (kd, dist, cmkd, ...) instead of plain CE")
     parser.add_argument("--teacher", default="resnet32x4", help="teacher architecture for --method")
+    parser.add_argument("--extrapolate", type=int, default=240, metavar="EPOCHS",
+                        help="also print the training time of this many 50,000-image epochs from each median (the "
+                             "paper protocol: 240; steps only, no evaluation or saving)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -180,9 +183,11 @@ def main() -> None:
         best_reference = max((v, k) for k, v in medians.items() if k.startswith("reference"))
         for name, value in medians.items():
             ratio = f"{value / best_reference[0]:.2f}x vs {best_reference[1]}" if name.startswith("robustkd") else ""
-            print(f"{model_name:12s} {name:26s} {value:9.1f} img/s  {ratio}")
+            minutes = args.extrapolate * 50_000 / value / 60
+            print(f"{model_name:12s} {name:26s} {value:9.1f} img/s  {args.extrapolate} epochs: {minutes:7.1f} min  {ratio}")
         results.append({"model": model_name, "device": str(device), "medians": medians, "runs": speeds,
-                        "reference": best_reference[1],
+                        "reference": best_reference[1], "extrapolated_epochs": args.extrapolate,
+                        "extrapolated_minutes": {k: args.extrapolate * 50_000 / v / 60 for k, v in medians.items()},
                         "ratios": {k: v / best_reference[0] for k, v in medians.items() if k.startswith("robustkd")}})
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
