@@ -42,6 +42,8 @@ py="${PYTHON:-python3}"   # e.g. PYTHON=.venv/bin/python for the dry run here
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" ROBUSTKD_NO_DOWNLOAD=1 ROBUSTKD_PROGRESS=0 PYTHONUNBUFFERED=1 \
     MPLBACKEND=Agg
 started=$SECONDS
+stage_vars=(py device dry work out n_eval n_corrupt qadv tests limit_train)   # what a function stage sees
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_stages.sh"
 
 if [ "$dry" = 1 ]; then   # tiny sizes: checks the plumbing, measures nothing
     limits=(env=60 cli=420 corruption=120 tests=30 certify=120 estimate=240)
@@ -64,45 +66,6 @@ else                      # the GPU run: at most about 9 minutes in all
     est=()
     qadv=eval_suites/quick/adversarial.toml
 fi
-limit() { for item in "${limits[@]}"; do [ "${item%%=*}" = "$1" ] && echo "${item#*=}"; done; }
-
-printf 'stage\texit\tseconds\tlimit\n' > "$out/status.tsv"
-stage() {   # stage NAME COMMAND...: run with the stage's time limit, log to $OUT/NAME.log, record the outcome
-    local name="$1"; shift
-    local begin=$SECONDS seconds
-    echo "== $name (limit $(limit "$name") s, $((SECONDS - started)) s elapsed)"
-    if declare -F "$1" > /dev/null; then   # a function: run it in a child bash that gets it and the settings
-        timeout --kill-after=5 "$(limit "$name")" bash -c "$(declare -p py device dry work out n_eval n_corrupt qadv \
-            tests limit_train); $(declare -f "$1"); $1" > "$out/$name.log" 2>&1
-    else
-        timeout --kill-after=5 "$(limit "$name")" "$@" > "$out/$name.log" 2>&1
-    fi
-    local rc=$?
-    seconds=$((SECONDS - begin))
-    printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$seconds" "$(limit "$name")" >> "$out/status.tsv"
-    tail -n 4 "$out/$name.log" | sed 's/^/   /'
-    echo "   -> exit $rc after $seconds s"
-}
-
-env_stage() {
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
-    "$py" -c "import sys, torch, torchvision; print('python', sys.version.split()[0], 'torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda available', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
-    local module wheel missing=()
-    for pair in torchattacks:torchattacks foolbox:foolbox eagerpy:eagerpy git:gitpython gitdb:gitdb smmap:smmap \
-                requests:requests urllib3:urllib3 idna:idna certifi:certifi chardet:chardet \
-                pyautoattack:pyautoattack imagecorruptions:imagecorruptions; do
-        module="${pair%%:*}"; wheel="${pair#*:}"
-        if ! "$py" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$module') is None)" 2>/dev/null; then
-            missing+=(.whl/"$wheel"-*.whl)
-        fi
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        echo "installing the carried wheels: ${missing[*]}"
-        "$py" -m pip install -q --no-index --no-deps "${missing[@]}" || return 1
-    fi
-    "$py" -c "import torchattacks, foolbox, pyautoattack; from robustkd.corruptions.frost import frost_folder; print('attack libraries and frost textures:', frost_folder())"
-}
-
 cli_stage() {   # the main job's stages (scripts/train_and_eval.sh quick), tiny epochs, on --device
     set -e
     local cli=("$py" -m robustkd.cli) data=(--data-dir "$work/no-cifar" --allow-embedded)
@@ -161,13 +124,4 @@ stage certify "$py" benchmarks/bench_certify.py --device "$device" "${cert[@]}" 
 stage estimate "$py" benchmarks/estimate_paper_eval.py --device "$device" "${est[@]}" --work "$work/estimate" \
     --json "$out/paper_estimate.json"
 
-{
-    echo "run_gpu_checks.sh --device $device$([ "$dry" = 1 ] && echo ' --dry'): $((SECONDS - started)) s in all, $(date -u +%FT%TZ)"
-    column -t -s $'\t' "$out/status.tsv" 2>/dev/null || cat "$out/status.tsv"
-} | tee "$out/summary.txt"
-rm -rf "$work"
-# One archive of everything else (the run tool brings back at most 8 files).
-(cd "$out" && find . -maxdepth 1 -type f ! -name summary.txt ! -name status.tsv ! -name logs.tar.gz -printf '%P\n' \
-    | sort | tar -czf logs.tar.gz -T - && find . -maxdepth 1 -type f ! -name summary.txt ! -name status.tsv \
-    ! -name logs.tar.gz -delete)
-awk -F'\t' 'NR > 1 && $2 != 0 { bad = 1 } END { exit bad }' "$out/status.tsv"
+finish_stages "run_gpu_checks.sh --device $device$([ "$dry" = 1 ] && echo ' --dry')"

@@ -3,8 +3,8 @@
 Stated tolerance: from the same weights and batch, one compiled step lands as close to a float64 step as the
 plain float32 step does (its distance to float64 at most 4x the plain step's plus 1e-6 of the tensor's
 scale). Over many steps the two float32 paths drift apart as rounding is amplified by training (as two
-GPUs' runs would): a short well-conditioned run is compared by its metrics (relative 1e-3). The CUDA-graph
-mode is exercised by benchmarks/run_gpu_speed.sh on a lent GPU; here only its choice is tested.
+GPUs' runs would): a short well-conditioned run is compared by its metrics (relative 1e-3). The step tests run
+on ``ROBUSTKD_TEST_DEVICE`` (benchmarks/run_gpu_speed.sh sets cuda: there the step is CUDA-graphed).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from robustkd.train.run_dir import RunDirectory
 from robustkd.train.student_run import Placement, StudentRun
 
 CLASSES = 10
-CPU = Placement(torch.device("cpu"))
 
 
 def _tiny(dropout: float = 0.0) -> Normalized:
@@ -59,35 +58,36 @@ def test_cuda_graphs_only_for_a_cuda_step_without_random_draws() -> None:
     assert compile_mode(torch.device("cpu"), stochastic=False) == "default"
 
 
-def _run(method: str, student: Normalized, teacher: Normalized, tmp_path: Path, *, compile: bool, lr: float = 0.05,
-         seed: int = 0) -> StudentRun:
+def _run(method: str, student: Normalized, teacher: Normalized, tmp_path: Path, device: torch.device, *,
+         compile: bool, lr: float = 0.05, seed: int = 0) -> StudentRun:
     config = DistillConfig(model="resnet8", teacher="unused", method=method, batch_size=16, epochs=2, eval_every=2,
                            lr=lr, seed=seed, compile=compile).validate()
     task = DistillationTask(student, teacher, parse_method(method, DistillOptions()), {})
     folder = tmp_path / f"{method}-{compile}-{len(list(tmp_path.iterdir()))}"
-    return StudentRun(config, task, RunDirectory(folder), CPU, {}, isolate_rng=True)
+    return StudentRun(config, task, RunDirectory(folder), Placement(device), {}, isolate_rng=True)
 
 
-def _batch(seed: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(seed: int, device: torch.device, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.rand(16, 3, 8, 8, generator=generator, dtype=dtype)
-    return inputs, torch.randint(0, CLASSES, (16,), generator=generator)
+    return inputs.to(device), torch.randint(0, CLASSES, (16,), generator=generator).to(device)
 
 
 @pytest.mark.parametrize("method", ["ce", "kd", "dist", "cmkd", "dkd", "kd+ls"])
-def test_a_compiled_step_is_as_close_to_float64_as_the_plain_step(method: str, tmp_path: Path) -> None:
+def test_a_compiled_step_is_as_close_to_float64_as_the_plain_step(method: str, tmp_path: Path,
+                                                                   test_device: torch.device) -> None:
     torch.manual_seed(3)
     student, teacher = _tiny(), _tiny().eval()
     with torch.no_grad():  # a teacher with confident, varied logits, so every loss term has a gradient
         teacher.net[-1].weight.mul_(20.0)
-    runs = {name: _run(method, copy.deepcopy(student), copy.deepcopy(teacher), tmp_path, compile=name == "compiled")
-            for name in ("plain", "compiled", "float64")}
+    runs = {name: _run(method, copy.deepcopy(student), copy.deepcopy(teacher), tmp_path, test_device,
+                       compile=name == "compiled") for name in ("plain", "compiled", "float64")}
     runs["float64"].task.double()
     for run in runs.values():
         run.begin_epoch(1)
     for step in range(2):  # the second step also uses SGD's momentum buffers
         for name, run in runs.items():
-            inputs, labels = _batch(step, torch.float64 if name == "float64" else torch.float32)
+            inputs, labels = _batch(step, test_device, torch.float64 if name == "float64" else torch.float32)
             with torch.no_grad():
                 teacher_logits = run.task.teacher(inputs)  # float64 for the float64 run
             run.step(inputs, labels, teacher_logits=teacher_logits)
@@ -105,20 +105,21 @@ def test_a_compiled_step_is_as_close_to_float64_as_the_plain_step(method: str, t
         assert compiled_losses[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
 
 
-def test_a_compiled_stochastic_student_keeps_its_own_random_stream(tmp_path: Path) -> None:
+def test_a_compiled_stochastic_student_keeps_its_own_random_stream(tmp_path: Path, test_device: torch.device) -> None:
     """Dropout under --compile: a student's draws do not depend on another student stepping between its steps,
     and the same seed gives the same run (reproducible per seed and device)."""
     torch.manual_seed(5)
-    student, other, teacher = _tiny(0.5), _tiny(0.5), _tiny().eval()
+    student, other, teacher = _tiny(0.5), _tiny(0.5), _tiny().eval().to(test_device)
 
-    def train(with_other: bool) -> dict[str, torch.Tensor]:
-        run = _run("kd", copy.deepcopy(student), teacher, tmp_path, compile=True, seed=7)
-        neighbour = _run("kd", copy.deepcopy(other), teacher, tmp_path, compile=True, seed=8)
+    def train(with_other: bool, seed: int = 7) -> dict[str, torch.Tensor]:
+        run = _run("kd", copy.deepcopy(student), teacher, tmp_path, test_device, compile=True, seed=seed)
+        neighbour = _run("kd", copy.deepcopy(other), teacher, tmp_path, test_device, compile=True, seed=8)
         run.begin_epoch(1)
         neighbour.begin_epoch(1)
         for step in range(3):
-            inputs, labels = _batch(step)
-            logits = teacher(inputs)
+            inputs, labels = _batch(step, test_device)
+            with torch.no_grad():
+                logits = teacher(inputs)
             run.step(inputs, labels, teacher_logits=logits)
             if with_other:
                 neighbour.step(inputs, labels, teacher_logits=logits)
@@ -127,8 +128,12 @@ def test_a_compiled_stochastic_student_keeps_its_own_random_stream(tmp_path: Pat
     alone, beside, again = train(False), train(True), train(False)
     assert all(torch.equal(alone[key], beside[key]) for key in alone)
     assert all(torch.equal(alone[key], again[key]) for key in alone)
-    dropout_free = _run("kd", copy.deepcopy(student), teacher, tmp_path, compile=True, seed=7)
-    assert dropout_free.compile_mode == "default"
+    other_seed = train(False, seed=9)  # the draws come from the student's seed (not a constant of the graph)
+    assert not torch.equal(alone["net.6.weight"], other_seed["net.6.weight"])
+    stochastic = _run("kd", copy.deepcopy(student), teacher, tmp_path, test_device, compile=True, seed=7)
+    assert stochastic.compile_mode == "default"  # never CUDA-graphed
+    assert _run("kd", _tiny(), teacher, tmp_path, test_device, compile=True).compile_mode == \
+        compile_mode(test_device, stochastic=False)
 
 
 # 200 training images in batches of 50: 4 steps an epoch; a small learning rate keeps the run well conditioned.

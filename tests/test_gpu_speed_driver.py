@@ -1,0 +1,52 @@
+"""benchmarks/run_gpu_speed.sh (issue 25's GPU run): argument errors are one line with exit 2 and nothing is
+written; its dry run on the CPU (slow: it compiles) runs every stage and brings back the measurements."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "run_gpu_speed.sh"
+STAGES = ["env", "tests", "loss", "cohort", "teacher", "estimate"]
+
+
+def _run(args: list[str], out: Path, timeout: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable}
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--device"], "run_gpu_speed.sh: --device needs a value"),
+    (["--device", "tpu"], "run_gpu_speed.sh: --device must be cpu, cuda or cuda:N, got 'tpu'"),
+    (["--fast"], "run_gpu_speed.sh: unknown argument '--fast'; expected --device or --dry"),
+])
+def test_bad_arguments_get_one_line_and_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    result = _run(args, tmp_path / "out", timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == expected
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_dry_run_runs_every_stage_and_brings_back_both_variants(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _run(["--device", "cpu", "--dry"], out, timeout=2400)
+    assert result.returncode == 0, result.stdout[-3000:]
+    rows = [line.split("\t") for line in (out / "status.tsv").read_text().splitlines()[1:]]
+    assert [row[0] for row in rows] == STAGES and all(row[1] == "0" for row in rows)
+    with tarfile.open(out / "logs.tar.gz") as archive:
+        archive.extractall(tmp_path / "logs", filter="data")
+    cohort = json.loads((tmp_path / "logs" / "cohort.json").read_text())
+    assert set(cohort["ratios"]) == {"plain", "compiled"} and all(ratio > 0 for ratio in cohort["ratios"].values())
+    assert {"cohort:plain_minutes", "cohort:compiled_minutes"} <= set(cohort["extrapolation"])
+    losses = json.loads((tmp_path / "logs" / "loss_overhead.json").read_text())
+    assert {row["variant"] for row in losses} == {"plain", "compiled (default)"}
+    teacher = json.loads((tmp_path / "logs" / "teacher.json").read_text())
+    assert set(teacher[0]["extrapolated_minutes"]) >= {"robustkd(cl)", "robustkd(cl+compile)"}
