@@ -18,6 +18,8 @@
 #            240 epochs (goals: <= 30 min and >= 4x)
 #   teacher  benchmarks/bench_train_pipeline.py, resnet32x4 at batch 64, channels_last with and without
 #            --compile, extrapolated to 240 epochs (goal: <= 15 min)
+#   stacked  benchmarks/bench_stacked_students.py: 4 resnet8x4 students stepped in a loop against stacked into
+#            one vmapped network, eager and compiled (decides whether a cohort should stack on this device)
 #   estimate benchmarks/estimate_paper_eval.py: every eval_suites/*.toml for one resnet8x4, per suite,
 #            extrapolated to the full test set (goal: <= 10 min in all)
 set -uo pipefail
@@ -47,16 +49,18 @@ source benchmarks/gpu_stages.sh
 
 embedded=(--data-dir "$work/no-cifar")   # the embedded CIFAR-100 subset, tiled: speed does not depend on the images
 if [ "$dry" = 1 ]; then   # tiny sizes: checks the plumbing, measures nothing
-    limits=(env=60 tests=600 loss=300 cohort=600 teacher=300 estimate=300)
+    limits=(env=60 tests=600 loss=300 cohort=600 teacher=300 stacked=600 estimate=300)
     loss=(--student resnet8 --classes 100 --repeats 1)
     cohort=(--teacher resnet20 --student resnet8 --steps 2 --repeats 1)
     teacher=(--models resnet8 --images 256 --repeats 1 --workers 0)
+    stacked=(--model resnet8 --students 2 --batch-size 16 --steps 2 --repeats 1)
     est=(--n clean=100 relations=100 --suites clean relations)
-else                      # the GPU run: 530 s of limits, under the run tool's 600 s per call
-    limits=(env=20 tests=100 loss=60 cohort=200 teacher=90 estimate=60)
+else                      # the GPU run: 540 s of limits, under the run tool's 600 s per call
+    limits=(env=15 tests=110 loss=55 cohort=190 teacher=70 stacked=45 estimate=55)
     loss=(--student resnet8x4 --classes 100 1000 --repeats 20)
     cohort=(--teacher resnet32x4 --student resnet8x4 --steps 200 --repeats 3)
     teacher=(--models resnet32x4 --images 20000 --repeats 3 --workers 8)
+    stacked=(--model resnet8x4 --students 4 --batch-size 64 --steps 50 --repeats 5)
     est=()
 fi
 
@@ -73,6 +77,7 @@ stage cohort "$py" benchmarks/bench_cohort.py --device "$device" --batch-size 64
     "${cohort[@]}" "${embedded[@]}" --json "$out/cohort.json"
 stage teacher "$py" benchmarks/bench_train_pipeline.py --device "$device" --batch-size 64 --tile --variants cl cl+compile \
     "${teacher[@]}" "${embedded[@]}" --json "$out/teacher.json"
+stage stacked "$py" benchmarks/bench_stacked_students.py --device "$device" "${stacked[@]}" --json "$out/stacked.json"
 stage estimate "$py" benchmarks/estimate_paper_eval.py --device "$device" "${est[@]}" --work "$work/estimate" \
     --json "$out/paper_estimate.json"
 

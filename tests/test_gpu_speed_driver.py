@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "run_gpu_speed.sh"
-STAGES = ["env", "tests", "loss", "cohort", "teacher", "estimate"]
+STAGES = ["env", "tests", "loss", "cohort", "teacher", "stacked", "estimate"]
 
 
 def _run(args: list[str], out: Path, timeout: int) -> subprocess.CompletedProcess:
@@ -50,3 +50,6 @@ def test_the_dry_run_runs_every_stage_and_brings_back_both_variants(tmp_path: Pa
     assert {row["variant"] for row in losses} == {"plain", "compiled (default)"}
     teacher = json.loads((tmp_path / "logs" / "teacher.json").read_text())
     assert set(teacher[0]["extrapolated_minutes"]) >= {"robustkd(cl)", "robustkd(cl+compile)"}
+    stacked = json.loads((tmp_path / "logs" / "stacked.json").read_text())["results"]
+    assert set(stacked) == {"eager", "compiled"}
+    assert all(row["max_weight_difference"] < 1e-4 for row in stacked.values())  # stacking computes the same steps

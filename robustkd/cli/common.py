@@ -67,7 +67,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     hyper.add_argument("--channels-last", dest="channels_last", action="store_const", const=True)
     hyper.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False)
     hyper.add_argument("--amp", choices=["none", "bf16", "fp16"])
-    hyper.add_argument("--compile", action="store_const", const=True, help="torch.compile the training step")
+    hyper.add_argument("--compile", action="store_const", const=True,
+                       help="torch.compile the whole training step (forward, loss, backward, SGD step); CUDA graphs on CUDA")
     hyper.add_argument("--train-limit", type=int, help="train on the first N training images only")
     hyper.add_argument("--holdout", type=int, metavar="N",
                        help="never train on the last N training images (recorded in the checkpoint: calibration's "
