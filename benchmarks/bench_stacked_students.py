@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
 from robustkd.models import build_model
-from robustkd.train.compiled_step import compile_mode, compiled_optimizer_step
+from robustkd.train.compiled_step import allow_recompiles, compile_mode, compiled_optimizer_step
 from robustkd.utils.device import resolve_device
 
 Step = Callable[[torch.Tensor, torch.Tensor], None]
@@ -121,7 +121,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    mode = compile_mode(device, stochastic=False)
+    mode = compile_mode(device, graph_safe=True)
+    allow_recompiles()  # each student in the loop is one more entry of the same compiled function
     torch.manual_seed(0)
     initial = [build_model(args.model, 100, (0.5,) * 3, (0.25,) * 3).to(device) for _ in range(args.students)]
     generator = torch.Generator(device=device).manual_seed(1)

@@ -52,16 +52,16 @@ def test_a_step_draws_random_numbers_only_with_a_positive_drop_probability() -> 
     assert not draws_random_numbers(nn.Sequential(DropPath(0.0)))
 
 
-def test_cuda_graphs_only_for_a_cuda_step_without_random_draws() -> None:
-    assert compile_mode(torch.device("cuda", 0), stochastic=False) == "reduce-overhead"
-    assert compile_mode(torch.device("cuda", 0), stochastic=True) == "default"
-    assert compile_mode(torch.device("cpu"), stochastic=False) == "default"
+def test_cuda_graphs_only_for_a_graph_safe_cuda_step() -> None:
+    assert compile_mode(torch.device("cuda", 0), graph_safe=True) == "reduce-overhead"
+    assert compile_mode(torch.device("cuda", 0), graph_safe=False) == "default"
+    assert compile_mode(torch.device("cpu"), graph_safe=True) == "default"
 
 
 def _run(method: str, student: Normalized, teacher: Normalized, tmp_path: Path, device: torch.device, *,
          compile: bool, lr: float = 0.05, seed: int = 0) -> StudentRun:
     config = DistillConfig(model="resnet8", teacher="unused", method=method, batch_size=16, epochs=2, eval_every=2,
-                           lr=lr, seed=seed, compile=compile).validate()
+                           lr=lr, milestones=[1], seed=seed, compile=compile).validate()
     task = DistillationTask(student, teacher, parse_method(method, DistillOptions()), {})
     folder = tmp_path / f"{method}-{compile}-{len(list(tmp_path.iterdir()))}"
     return StudentRun(config, task, RunDirectory(folder), Placement(device), {}, isolate_rng=True)
@@ -133,7 +133,27 @@ def test_a_compiled_stochastic_student_keeps_its_own_random_stream(tmp_path: Pat
     stochastic = _run("kd", copy.deepcopy(student), teacher, tmp_path, test_device, compile=True, seed=7)
     assert stochastic.compile_mode == "default"  # never CUDA-graphed
     assert _run("kd", _tiny(), teacher, tmp_path, test_device, compile=True).compile_mode == \
-        compile_mode(test_device, stochastic=False)
+        compile_mode(test_device, graph_safe=True)
+
+
+def test_more_students_than_torchs_default_recompile_limit_all_stay_compiled(
+        tmp_path: Path, test_device: torch.device, caplog: pytest.LogCaptureFixture) -> None:
+    """Every student and first SGD step is one more entry of the same compiled code: with 10 students (30
+    entries) torch's default limit of 8 would run the later ones eagerly, with a warning."""
+    torch.manual_seed(0)
+    teacher = _tiny().eval().to(test_device)
+    runs = [_run("kd", _tiny(), teacher, tmp_path, test_device, compile=True, seed=seed) for seed in range(10)]
+    inputs, labels = _batch(0, test_device)
+    with torch.no_grad():
+        logits = teacher(inputs)
+    with caplog.at_level("WARNING", logger="torch._dynamo"):
+        for epoch in (1, 2):  # epoch 2 is after the milestone: another learning rate
+            for run in runs:
+                run.begin_epoch(epoch)
+                run.step(inputs, labels, teacher_logits=logits)
+                run.step(inputs, labels, teacher_logits=logits)
+    assert runs[0].optimizer.param_groups[0]["lr"] != runs[0].config.lr
+    assert not [record for record in caplog.records if "recompile_limit" in record.getMessage()]
 
 
 # 200 training images in batches of 50: 4 steps an epoch; a small learning rate keeps the run well conditioned.

@@ -23,14 +23,18 @@ import torch.nn.functional as F
 def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
               temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(TCKD, NCKD), each ``T^2 *`` a KL divergence averaged over the batch; (B, C) logits, (B,) labels."""
-    rows, classes = student_logits.shape
-    target = F.one_hot(labels, classes).bool()
+    classes = student_logits.shape[1]
+    # column j of "others" is class j, or j + 1 from the target on: each row without its target class, in class
+    # order (a gather, not a boolean mask: static shapes, so a compiled step has no graph break here)
+    columns = torch.arange(classes - 1, device=labels.device)
+    others_index = columns + (columns[None, :] >= labels[:, None]).long()
 
     def log_distributions(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scaled = logits / temperature
         total = torch.logsumexp(scaled, dim=1)
-        others = scaled[~target].view(rows, classes - 1)  # each row without its target class, in class order
-        binary = torch.stack([scaled[target] - total, torch.logsumexp(others, dim=1) - total], dim=1)
+        others = scaled.gather(1, others_index)
+        target = scaled.gather(1, labels[:, None]).squeeze(1)
+        binary = torch.stack([target - total, torch.logsumexp(others, dim=1) - total], dim=1)
         return binary, F.log_softmax(others, dim=1)
 
     log_b_s, log_q_s = log_distributions(student_logits)

@@ -1,18 +1,25 @@
 """The training step with its launch overhead compiled away (``--compile``): one student's forward and loss,
 backward and optimizer step as a few large kernels instead of hundreds of small ones.
 
-What is compiled, with ``torch.compile`` (static shapes: a training loader drops its last partial batch):
+What is compiled, with ``torch.compile`` on static shapes (a training loader drops its last partial batch; a
+batch of another shape would compile once more):
 
 - the task's forward, its loss terms and their sum (AOTAutograd compiles the backward with it);
 - the optimizer step (``torch.optim.SGD``'s foreach update fused by inductor); with ``--amp fp16`` the
   GradScaler steps the optimizer itself and that step stays eager.
 
 Mode, per device: on CUDA ``reduce-overhead`` (inductor kernels replayed as CUDA graphs, PyTorch's cudagraph
-trees) for a student whose step draws no random numbers, ``default`` (inductor, no graphs) for one that does
-(dropout): a CUDA graph replays the random draws it captured unless its generator state is registered with
-it, so robustkd does not graph a stochastic step and keeps swapping each student's RNG state on the host, as
-the plain step does. On the CPU ``default``. There is no silent fallback: a model torch.compile cannot
-compile fails the run with torch's error.
+trees) for a graph-safe step, ``default`` (inductor, no graphs) otherwise; on the CPU ``default``. A step is
+not graph-safe when it draws random numbers (dropout, drop-path: each student's RNG state is swapped in on the
+host before its step, and that a replayed graph honours the swap is not verified on a GPU) or when it runs
+under DistributedDataParallel (whose gradient all-reduce runs in hooks between graphs). Graph breaks run
+eagerly (torch.compile's behaviour); a compile error fails the run with torch's error.
+
+Recompiles: dynamo keys a compiled function by its code, and every student shares that code, so each student
+(its own optimizer, its own loss settings) and each first SGD step (no momentum buffers yet) is one more entry
+of the same function. torch's default limit of 8 entries would silently send the 9th student of a cohort back
+to eager mode; compiling raises it to ``RECOMPILE_LIMIT``. A value read from a Python object is a constant of
+the graph: DKD's warm-up factor recompiles the step once per warm-up epoch (a new learning rate does not).
 
 Results equal the plain step's within float rounding (inductor fuses and reorders reductions): the tolerance
 is stated and tested in tests/test_compiled_step.py; the plain step stays the default and keeps its CPU
@@ -31,6 +38,16 @@ _STOCHASTIC_TYPES: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd,
 _STOCHASTIC_NAMES = ("DropPath", "DropBlock", "StochasticDepth")  # timm's and torchvision's, matched by name
 
 
+RECOMPILE_LIMIT = 1024  # entries per compiled function (a cohort of S students: about 3 S, plus DKD's warm-up)
+
+
+def allow_recompiles() -> None:
+    """Raise dynamo's per-function and accumulated recompile limits to at least ``RECOMPILE_LIMIT`` (process-wide)."""
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, RECOMPILE_LIMIT)
+
+
 def draws_random_numbers(model: nn.Module) -> bool:
     """True if a training-mode forward of ``model`` can draw random numbers (dropout, drop-path, RReLU with
     a positive probability or range). Judged from the module types, not by running the model."""
@@ -47,9 +64,9 @@ def draws_random_numbers(model: nn.Module) -> bool:
     return False
 
 
-def compile_mode(device: torch.device, stochastic: bool) -> str:
-    """The torch.compile mode of a training step on ``device``: CUDA graphs only for a step without random draws."""
-    return "reduce-overhead" if device.type == "cuda" and not stochastic else "default"
+def compile_mode(device: torch.device, graph_safe: bool) -> str:
+    """The torch.compile mode of a training step on ``device``: CUDA graphs only for a graph-safe step."""
+    return "reduce-overhead" if device.type == "cuda" and graph_safe else "default"
 
 
 def uses_cuda_graphs(mode: str) -> bool:
@@ -65,12 +82,14 @@ def compiled_forward(forward: nn.Module, mode: str) -> Callable[..., tuple[torch
         logits, losses = forward(inputs, labels, **task_inputs)
         return logits, losses, sum(losses.values())
 
+    allow_recompiles()
     return torch.compile(forward_and_loss, mode=mode, dynamic=False)
 
 
 def compiled_optimizer_step(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
-    """``optimizer.step()`` compiled (the learning rate is read as a symbolic float: a new value at a milestone
-    does not recompile). Not graphed: the step is a handful of fused foreach kernels already."""
+    """``optimizer.step()`` compiled (a new learning rate at a milestone does not recompile). Not graphed: the
+    step is a handful of fused foreach kernels already."""
+    allow_recompiles()
 
     @torch.compile(mode="default", dynamic=False)
     def step() -> None:
@@ -83,7 +102,8 @@ def compiled_inference(function: Callable[[torch.Tensor], torch.Tensor], device:
                        ) -> Callable[[torch.Tensor], torch.Tensor]:
     """A frozen model's ``function(inputs) -> outputs`` (no random draws) compiled for ``device``. Under CUDA
     graphs the output is copied out of the graph's memory, which the students' steps reuse."""
-    mode = compile_mode(device, stochastic=False)
+    mode = compile_mode(device, graph_safe=True)
+    allow_recompiles()
     compiled = torch.compile(function, mode=mode, dynamic=False)
     if not uses_cuda_graphs(mode):
         return compiled

@@ -83,7 +83,8 @@ class StudentRun:
         self._optimizer_step = self.optimizer.step
         self.compile_mode: str | None = None
         if config.compile:  # robustkd/train/compiled_step.py: forward + loss + backward, and the optimizer step
-            self.compile_mode = compile_mode(placement.device, draws_random_numbers(self.student))
+            graph_safe = not draws_random_numbers(self.student) and placement.world_size == 1
+            self.compile_mode = compile_mode(placement.device, graph_safe)
             self._compiled_forward = compiled_forward(forward, self.compile_mode)
             if not self.scaler.is_enabled():  # fp16: the GradScaler steps the optimizer itself
                 self._optimizer_step = compiled_optimizer_step(self.optimizer)
