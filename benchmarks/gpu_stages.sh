@@ -3,12 +3,23 @@
 # not stop the next one. At the end every file but summary.txt and status.tsv is packed into logs.tar.gz (the
 # run tool brings back at most 8 files): unpack it with `tar -xzf logs.tar.gz`.
 #
-# The sourcing script sets before sourcing: out (the results folder, absolute), work (a scratch folder, removed
-# at the end), started (its $SECONDS at the start), py (the Python), stage_vars (the names of the variables a
-# function stage needs), and before the first stage: limits=(NAME=SECONDS ...).
+# The sourcing script calls begin_stages from the repository root, sets stage_vars (the names of the variables
+# a function stage needs) and limits=(NAME=SECONDS ...), runs its stages and ends with finish_stages.
+begin_stages() {   # begin_stages NAME: sets out ($OUT, default ./bench-out, made absolute), work (a scratch folder
+                   # removed at the end), py ($PYTHON, default python3), started; exports robustkd's batch settings
+    out="${OUT:-bench-out}"
+    mkdir -p "$out"
+    out="$(cd "$out" && pwd)"
+    work="$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")"
+    py="${PYTHON:-python3}"   # e.g. PYTHON=.venv/bin/python for a dry run on the CPU
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" ROBUSTKD_NO_DOWNLOAD=1 ROBUSTKD_PROGRESS=0 PYTHONUNBUFFERED=1 \
+        MPLBACKEND=Agg
+    started=$SECONDS
+    printf 'stage\texit\tseconds\tlimit\n' > "$out/status.tsv"
+}
+
 limit() { for item in "${limits[@]}"; do [ "${item%%=*}" = "$1" ] && echo "${item#*=}"; done; }
 
-printf 'stage\texit\tseconds\tlimit\n' > "$out/status.tsv"
 stage() {   # stage NAME COMMAND...: run with the stage's time limit, log to $OUT/NAME.log, record the outcome
     local name="$1"; shift
     local begin=$SECONDS seconds

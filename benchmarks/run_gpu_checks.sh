@@ -34,16 +34,9 @@ while [ $# -gt 0 ]; do
         *) echo "run_gpu_checks.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
-out="${OUT:-bench-out}"
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
-work="$(mktemp -d "${TMPDIR:-/tmp}/gpu-checks.XXXXXX")"
-py="${PYTHON:-python3}"   # e.g. PYTHON=.venv/bin/python for the dry run here
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" ROBUSTKD_NO_DOWNLOAD=1 ROBUSTKD_PROGRESS=0 PYTHONUNBUFFERED=1 \
-    MPLBACKEND=Agg
-started=$SECONDS
-stage_vars=(py device dry work out n_eval n_corrupt qadv tests limit_train)   # what a function stage sees
 source "$(dirname "${BASH_SOURCE[0]}")/gpu_stages.sh"
+begin_stages gpu-checks
+stage_vars=(py device dry work out n_eval n_corrupt qadv tests limit_train)   # what a function stage sees
 
 if [ "$dry" = 1 ]; then   # tiny sizes: checks the plumbing, measures nothing
     limits=(env=60 cli=420 corruption=120 tests=30 certify=120 estimate=240)

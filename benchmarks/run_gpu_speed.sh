@@ -36,16 +36,10 @@ while [ $# -gt 0 ]; do
 done
 [[ "$device" =~ ^(cpu|cuda(:[0-9]+)?)$ ]] || { echo "run_gpu_speed.sh: --device must be cpu, cuda or cuda:N, got '$device'" >&2; exit 2; }
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-out="${OUT:-bench-out}"
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
-work="$(mktemp -d "${TMPDIR:-/tmp}/gpu-speed.XXXXXX")"
-py="${PYTHON:-python3}"   # e.g. PYTHON=.venv/bin/python for the dry run here
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" ROBUSTKD_NO_DOWNLOAD=1 ROBUSTKD_PROGRESS=0 PYTHONUNBUFFERED=1 \
-    MPLBACKEND=Agg TORCHINDUCTOR_CACHE_DIR="$work/inductor"
-started=$SECONDS
-stage_vars=(py device work out)
 source benchmarks/gpu_stages.sh
+begin_stages gpu-speed
+export TORCHINDUCTOR_CACHE_DIR="$work/inductor"   # a fresh compile cache: the compile time is part of the run
+stage_vars=(py device work out)
 
 embedded=(--data-dir "$work/no-cifar")   # the embedded CIFAR-100 subset, tiled: speed does not depend on the images
 if [ "$dry" = 1 ]; then   # tiny sizes: checks the plumbing, measures nothing
