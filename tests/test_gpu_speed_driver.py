@@ -25,7 +25,9 @@ def _run(args: list[str], out: Path, timeout: int) -> subprocess.CompletedProces
 @pytest.mark.parametrize("args,expected", [
     (["--device"], "run_gpu_speed.sh: --device needs a value"),
     (["--device", "tpu"], "run_gpu_speed.sh: --device must be cpu, cuda or cuda:N, got 'tpu'"),
-    (["--fast"], "run_gpu_speed.sh: unknown argument '--fast'; expected --device or --dry"),
+    (["--fast"], "run_gpu_speed.sh: unknown argument '--fast'; expected --device, --stages or --dry"),
+    (["--stages", "env,speed"], "run_gpu_speed.sh: --stages: unknown stage 'speed'; expected some of "
+                                "env,tests,loss,cohort,teacher,stacked,estimate"),
 ])
 def test_bad_arguments_get_one_line_and_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
     result = _run(args, tmp_path / "out", timeout=60)
