@@ -79,6 +79,9 @@ class StackedStudents:
     def __init__(self, students: list[torch.nn.Module]) -> None:
         params, self.buffers = stack_module_state(students)
         self.params = {name: value.detach().requires_grad_() for name, value in params.items()}
+        for tensor in [*self.params.values(), *self.buffers.values()]:
+            # as a module's parameters and buffers are: CUDA graphs do not copy them in, and may update them in place
+            torch._dynamo.mark_static_address(tensor)
         self.base = copy.deepcopy(students[0]).to("meta")
 
         def one(params: dict, buffers: dict, inputs: torch.Tensor) -> torch.Tensor:

@@ -35,10 +35,11 @@ while [ $# -gt 0 ]; do
         --stages) [ $# -ge 2 ] || { echo "run_gpu_speed.sh: --stages needs a value" >&2; exit 2; }
                   stages="$2"; shift 2 ;;
         --dry) dry=1; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "run_gpu_speed.sh: unknown argument '$1'; expected --device, --stages or --dry" >&2; exit 2 ;;
     esac
 done
+[ -n "${stages//,/}" ] || { echo "run_gpu_speed.sh: --stages names no stage; expected some of $all_stages" >&2; exit 2; }
 for name in ${stages//,/ }; do
     [[ ",$all_stages," == *",$name,"* ]] || { echo "run_gpu_speed.sh: --stages: unknown stage '$name'; expected some of $all_stages" >&2; exit 2; }
 done

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
 from robustkd.cli import main
 from robustkd.distill.command import DistillConfig
@@ -36,20 +37,45 @@ def _tiny(dropout: float = 0.0) -> Normalized:
     return Normalized(net, [0.5] * 3, [0.25] * 3)
 
 
-class DropPath(nn.Module):  # the name timm gives its stochastic-depth module
-    def __init__(self, drop_prob: float) -> None:
+class FunctionalDropout(nn.Module):  # dropout in a forward, as timm's heads apply it: no dropout module to find
+    def __init__(self, p: float) -> None:
         super().__init__()
-        self.drop_prob = drop_prob
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.dropout(x, self.p, self.training)
 
 
-def test_a_step_draws_random_numbers_only_with_a_positive_drop_probability() -> None:
-    assert not draws_random_numbers(_tiny(0.0))
-    assert draws_random_numbers(_tiny(0.1))
-    assert draws_random_numbers(nn.Sequential(nn.Identity(), nn.RReLU()))
-    assert not draws_random_numbers(nn.Sequential(nn.RReLU(0.2, 0.2), nn.Linear(2, 2)))
-    assert draws_random_numbers(nn.Sequential(nn.RReLU(0.2, 0.2), nn.Dropout2d(0.5)))
-    assert draws_random_numbers(nn.Sequential(DropPath(0.1)))
-    assert not draws_random_numbers(nn.Sequential(DropPath(0.0)))
+class SelfAttention(nn.Module):  # attention-weight dropout inside nn.MultiheadAttention
+    def __init__(self, dropout: float) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(4, 2, dropout=dropout, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x, x, x)[0]
+
+
+@pytest.mark.parametrize("model,draws", [
+    (nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.0)), False), (nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1)), True),
+    (FunctionalDropout(0.0), False), (FunctionalDropout(0.5), True),
+    (SelfAttention(0.0), False), (SelfAttention(0.5), True),
+    (nn.ReLU(), False), (nn.RReLU(), True),
+])
+def test_a_student_draws_random_numbers_when_its_training_forward_moves_the_rng(
+        model: nn.Module, draws: bool, test_device: torch.device) -> None:
+    model = model.to(test_device)
+    inputs = torch.randn(2, 3, 4, device=test_device)
+    state = torch.get_rng_state()
+    assert draws_random_numbers(model, inputs) is draws
+    assert torch.equal(torch.get_rng_state(), state)  # the probe leaves the RNG as it was
+
+
+def test_the_probe_leaves_the_model_as_it_was(test_device: torch.device) -> None:
+    model = _tiny(0.5).to(test_device).eval()
+    before = copy.deepcopy(model.state_dict())
+    assert draws_random_numbers(model, torch.rand(2, 3, 8, 8, device=test_device))
+    assert not model.training
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
 
 
 def test_cuda_graphs_only_for_a_graph_safe_cuda_step() -> None:
@@ -73,6 +99,11 @@ def _batch(seed: int, device: torch.device, dtype: torch.dtype = torch.float32) 
     return inputs.to(device), torch.randint(0, CLASSES, (16,), generator=generator).to(device)
 
 
+def _compiled_entries(compiled) -> int:
+    """How many compiled versions dynamo holds for the function behind a ``torch.compile`` wrapper."""
+    return len(_debug_get_cache_entry_list(compiled._torchdynamo_orig_callable.__code__))
+
+
 @pytest.mark.parametrize("method", ["ce", "kd", "dist", "cmkd", "dkd", "kd+ls"])
 def test_a_compiled_step_is_as_close_to_float64_as_the_plain_step(method: str, tmp_path: Path,
                                                                    test_device: torch.device) -> None:
@@ -85,12 +116,15 @@ def test_a_compiled_step_is_as_close_to_float64_as_the_plain_step(method: str, t
     runs["float64"].task.double()
     for run in runs.values():
         run.begin_epoch(1)
-    for step in range(2):  # the second step also uses SGD's momentum buffers
+    for step in range(4):  # from the second step on with SGD's momentum buffers; on CUDA the 3rd and 4th replay graphs
         for name, run in runs.items():
             inputs, labels = _batch(step, test_device, torch.float64 if name == "float64" else torch.float32)
             with torch.no_grad():
                 teacher_logits = run.task.teacher(inputs)  # float64 for the float64 run
             run.step(inputs, labels, teacher_logits=teacher_logits)
+    assert _compiled_entries(runs["compiled"]._compiled_forward) > 0  # forward and loss ran compiled
+    assert _compiled_entries(runs["compiled"]._optimizer_step) > 0  # and so did the SGD step
+    assert runs["compiled"].compile_mode == ("reduce-overhead" if test_device.type == "cuda" else "default")
     reference = runs["float64"].student.state_dict()
     for key, exact in reference.items():
         if not exact.is_floating_point():
@@ -131,9 +165,12 @@ def test_a_compiled_stochastic_student_keeps_its_own_random_stream(tmp_path: Pat
     other_seed = train(False, seed=9)  # the draws come from the student's seed (not a constant of the graph)
     assert not torch.equal(alone["net.6.weight"], other_seed["net.6.weight"])
     stochastic = _run("kd", copy.deepcopy(student), teacher, tmp_path, test_device, compile=True, seed=7)
+    stochastic.begin_epoch(1)
+    inputs, labels = _batch(0, test_device)
+    with torch.no_grad():
+        teacher_logits = teacher(inputs)
+    stochastic.step(inputs, labels, teacher_logits=teacher_logits)
     assert stochastic.compile_mode == "default"  # never CUDA-graphed
-    assert _run("kd", _tiny(), teacher, tmp_path, test_device, compile=True).compile_mode == \
-        compile_mode(test_device, graph_safe=True)
 
 
 def test_more_students_than_torchs_default_recompile_limit_all_stay_compiled(

@@ -25,6 +25,8 @@ def _run(args: list[str], out: Path, timeout: int) -> subprocess.CompletedProces
 @pytest.mark.parametrize("args,expected", [
     (["--device"], "run_gpu_speed.sh: --device needs a value"),
     (["--device", "tpu"], "run_gpu_speed.sh: --device must be cpu, cuda or cuda:N, got 'tpu'"),
+    (["--stages", ","], "run_gpu_speed.sh: --stages names no stage; expected some of "
+                         "env,tests,loss,cohort,teacher,stacked,estimate"),
     (["--fast"], "run_gpu_speed.sh: unknown argument '--fast'; expected --device, --stages or --dry"),
     (["--stages", "env,speed"], "run_gpu_speed.sh: --stages: unknown stage 'speed'; expected some of "
                                 "env,tests,loss,cohort,teacher,stacked,estimate"),

@@ -10,8 +10,9 @@ batch of another shape would compile once more):
 
 Mode, per device: on CUDA ``reduce-overhead`` (inductor kernels replayed as CUDA graphs, PyTorch's cudagraph
 trees) for a graph-safe step, ``default`` (inductor, no graphs) otherwise; on the CPU ``default``. A step is
-not graph-safe when it draws random numbers (dropout, drop-path: each student's RNG state is swapped in on the
-host before its step, and that a replayed graph honours the swap is not verified on a GPU) or when it runs
+not graph-safe when it draws random numbers (dropout in any form, drop-path; found by ``draws_random_numbers``
+at the first step: each student's RNG state is swapped in on the host before its step, and that a replayed
+graph honours the swap is not verified on a GPU) or when it runs
 under DistributedDataParallel (whose gradient all-reduce runs in hooks between graphs). Graph breaks run
 eagerly (torch.compile's behaviour); a compile error fails the run with torch's error.
 
@@ -30,15 +31,13 @@ bit-identity tests.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-# Modules whose forward in training mode draws from torch's RNG when their probability is positive.
-_STOCHASTIC_TYPES: tuple[type[nn.Module], ...] = (nn.modules.dropout._DropoutNd,)
-_STOCHASTIC_NAMES = ("DropPath", "DropBlock", "StochasticDepth")  # timm's and torchvision's, matched by name
-
+from robustkd.utils.seeding import capture_rng, restore_rng
 
 RECOMPILE_LIMIT = 1024  # entries per compiled function (S students: about 5 S with the paper's milestones, plus
                         # 20 per DKD student)
@@ -51,20 +50,21 @@ def allow_recompiles() -> None:
     config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, RECOMPILE_LIMIT)
 
 
-def draws_random_numbers(model: nn.Module) -> bool:
-    """True if a training-mode forward of ``model`` can draw random numbers (dropout, drop-path, RReLU with
-    a positive probability or range). Judged from the module types, not by running the model."""
-    for module in model.modules():
-        if isinstance(module, nn.RReLU) and module.lower != module.upper:
-            return True
-        probability = getattr(module, "p", None)
-        if isinstance(module, _STOCHASTIC_TYPES) and (probability is None or probability > 0):
-            return True
-        if any(name in type(module).__name__ for name in _STOCHASTIC_NAMES):
-            rate = getattr(module, "drop_prob", getattr(module, "p", 1.0))
-            if rate is None or rate > 0:
-                return True
-    return False
+def draws_random_numbers(model: nn.Module, sample_inputs: torch.Tensor) -> bool:
+    """True if a training-mode forward of ``model`` on ``sample_inputs`` draws from torch's RNG (dropout as a
+    module or as ``F.dropout`` in a forward, attention dropout, drop-path, RReLU): judged by running a copy of the
+    model once without gradients and comparing the RNG state of the CPU and of the inputs' CUDA device before and
+    after. ``model`` itself, its BatchNorm statistics and the RNG state are left as they were."""
+    probe = copy.deepcopy(model).train()
+    device = sample_inputs.device
+    before = capture_rng(device)
+    try:
+        with torch.no_grad():
+            probe(sample_inputs)
+        after = capture_rng(device)
+    finally:
+        restore_rng(before, device)
+    return not all(first is None or torch.equal(first, second) for first, second in zip(before, after))
 
 
 def compile_mode(device: torch.device, graph_safe: bool) -> str:

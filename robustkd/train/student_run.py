@@ -81,13 +81,8 @@ class StudentRun:
             forward = DistributedDataParallel(self.task, device_ids=device_ids)
         self.forward = forward
         self._optimizer_step = self.optimizer.step
-        self.compile_mode: str | None = None
-        if config.compile:  # robustkd/train/compiled_step.py: forward + loss + backward, and the optimizer step
-            graph_safe = not draws_random_numbers(self.student) and placement.world_size == 1
-            self.compile_mode = compile_mode(placement.device, graph_safe)
-            self._compiled_forward = compiled_forward(forward, self.compile_mode)
-            if not self.scaler.is_enabled():  # fp16: the GradScaler steps the optimizer itself
-                self._optimizer_step = compiled_optimizer_step(self.optimizer)
+        self.compile_mode: str | None = None  # set at the first step under --compile
+        self._compiled_forward: Any = None
         self.next_epoch = 1
         self.global_step = 0
         self.history: list[dict[str, Any]] = []
@@ -135,6 +130,8 @@ class StudentRun:
     def step(self, inputs: torch.Tensor, labels: torch.Tensor, **task_inputs: torch.Tensor | None) -> None:
         """One SGD step on a batch; ``task_inputs`` go to the task's forward (e.g. shared teacher logits)."""
         state = self._epoch_state
+        if self.config.compile and self.compile_mode is None:
+            self._compile(inputs)
         if self._rng is not None:
             restore_rng(self._rng, self.placement.device)
         device = self.placement.device
@@ -167,6 +164,17 @@ class StudentRun:
         state["step"] += 1
         if len(state["pending"]) >= CHECK_EVERY_STEPS:
             self.check_finite()
+
+    def _compile(self, inputs: torch.Tensor) -> None:
+        """Compile the step (robustkd/train/compiled_step.py): forward + loss + backward, and the optimizer step;
+        CUDA graphs where the step is graph-safe (the student, probed on two of ``inputs``, draws no random
+        numbers, and no DistributedDataParallel)."""
+        with torch.autocast(inputs.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            stochastic = draws_random_numbers(self.student, inputs[:2])
+        self.compile_mode = compile_mode(self.placement.device, not stochastic and self.placement.world_size == 1)
+        self._compiled_forward = compiled_forward(self.forward, self.compile_mode)
+        if not self.scaler.is_enabled():  # fp16: the GradScaler steps the optimizer itself
+            self._optimizer_step = compiled_optimizer_step(self.optimizer)
 
     def running_losses(self) -> dict[str, float]:
         """The mean of each loss term over the epoch's steps so far (a host sync: for progress displays)."""
