@@ -34,9 +34,14 @@ while [ $# -gt 0 ]; do
         *) echo "run_gpu_checks.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
-source "$(dirname "${BASH_SOURCE[0]}")/gpu_stages.sh"
-begin_stages gpu-checks
-stage_vars=(py device dry work out n_eval n_corrupt qadv tests limit_train)   # what a function stage sees
+out="${OUT:-bench-out}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/gpu-checks.XXXXXX")"
+py="${PYTHON:-python3}"   # e.g. PYTHON=.venv/bin/python for the dry run here
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" ROBUSTKD_NO_DOWNLOAD=1 ROBUSTKD_PROGRESS=0 PYTHONUNBUFFERED=1 \
+    MPLBACKEND=Agg
+started=$SECONDS
 
 if [ "$dry" = 1 ]; then   # tiny sizes: checks the plumbing, measures nothing
     limits=(env=60 cli=420 corruption=120 tests=30 certify=120 estimate=240)
@@ -59,6 +64,28 @@ else                      # the GPU run: at most about 9 minutes in all
     est=()
     qadv=eval_suites/quick/adversarial.toml
 fi
+limit() { for item in "${limits[@]}"; do [ "${item%%=*}" = "$1" ] && echo "${item#*=}"; done; }
+
+printf 'stage\texit\tseconds\tlimit\n' > "$out/status.tsv"
+stage() {   # stage NAME COMMAND...: run with the stage's time limit, log to $OUT/NAME.log, record the outcome
+    local name="$1"; shift
+    local begin=$SECONDS seconds
+    echo "== $name (limit $(limit "$name") s, $((SECONDS - started)) s elapsed)"
+    if declare -F "$1" > /dev/null; then   # a function: run it in a child bash that gets it and the settings
+        timeout --kill-after=5 "$(limit "$name")" bash -c "$(declare -p py device dry work out n_eval n_corrupt qadv \
+            tests limit_train); $(declare -f "$1"); $1" > "$out/$name.log" 2>&1
+    else
+        timeout --kill-after=5 "$(limit "$name")" "$@" > "$out/$name.log" 2>&1
+    fi
+    local rc=$?
+    seconds=$((SECONDS - begin))
+    printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$seconds" "$(limit "$name")" >> "$out/status.tsv"
+    tail -n 4 "$out/$name.log" | sed 's/^/   /'
+    echo "   -> exit $rc after $seconds s"
+}
+
+env_stage() { "$py" benchmarks/gpu_stages.py env; }   # versions; installs the missing carried wheels
+
 cli_stage() {   # the main job's stages (scripts/train_and_eval.sh quick), tiny epochs, on --device
     set -e
     local cli=("$py" -m robustkd.cli) data=(--data-dir "$work/no-cifar" --allow-embedded)
@@ -117,4 +144,13 @@ stage certify "$py" benchmarks/bench_certify.py --device "$device" "${cert[@]}" 
 stage estimate "$py" benchmarks/estimate_paper_eval.py --device "$device" "${est[@]}" --work "$work/estimate" \
     --json "$out/paper_estimate.json"
 
-finish_stages "run_gpu_checks.sh --device $device$([ "$dry" = 1 ] && echo ' --dry')"
+{
+    echo "run_gpu_checks.sh --device $device$([ "$dry" = 1 ] && echo ' --dry'): $((SECONDS - started)) s in all, $(date -u +%FT%TZ)"
+    column -t -s $'\t' "$out/status.tsv" 2>/dev/null || cat "$out/status.tsv"
+} | tee "$out/summary.txt"
+rm -rf "$work"
+# One archive of everything else (the run tool brings back at most 8 files).
+(cd "$out" && find . -maxdepth 1 -type f ! -name summary.txt ! -name status.tsv ! -name logs.tar.gz -printf '%P\n' \
+    | sort | tar -czf logs.tar.gz -T - && find . -maxdepth 1 -type f ! -name summary.txt ! -name status.tsv \
+    ! -name logs.tar.gz -delete)
+awk -F'\t' 'NR > 1 && $2 != 0 { bad = 1 } END { exit bad }' "$out/status.tsv"

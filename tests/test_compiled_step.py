@@ -4,7 +4,7 @@ Stated tolerance: from the same weights and batch, one compiled step lands as cl
 plain float32 step does (its distance to float64 at most 4x the plain step's plus 1e-6 of the tensor's
 scale). Over many steps the two float32 paths drift apart as rounding is amplified by training (as two
 GPUs' runs would): a short well-conditioned run is compared by its metrics (relative 1e-3). The step tests run
-on ``ROBUSTKD_TEST_DEVICE`` (benchmarks/run_gpu_speed.sh sets cuda: there the step is CUDA-graphed).
+on ``ROBUSTKD_TEST_DEVICE`` (benchmarks/run_gpu_speed.py sets cuda: there the step is CUDA-graphed).
 """
 
 from __future__ import annotations
